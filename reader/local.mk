@@ -1,0 +1,16 @@
+# reader/: the NBD side (nbd.c, plan.c) and the libpullback operations
+# built on store/ and catalog/ (repo, maptree, backup, restore, verify).
+noinst_LTLIBRARIES += reader/libreader.la
+reader_libreader_la_SOURCES = \
+	reader/pullback.h reader/nbd.h reader/internal.h \
+	reader/nbd.c reader/plan.c \
+	reader/repo.c reader/maptree.c reader/maptree.h \
+	reader/backup.c reader/restore.c reader/verify.c reader/digest.c
+reader_libreader_la_LIBADD = store/libstore.la catalog/libcatalog.la common/libcommon.la
+
+check_PROGRAMS += reader/test-plan reader/test-maptree
+TESTS += reader/test-plan reader/test-maptree
+reader_test_plan_SOURCES = reader/test-plan.c
+reader_test_plan_LDADD = libpullback.la
+reader_test_maptree_SOURCES = reader/test-maptree.c
+reader_test_maptree_LDADD = libpullback.la

@@ -1,0 +1,93 @@
+/* pullback - reader/nbd.h: the NBD side (internal header of reader/).
+ *
+ * Connecting to an export with libnbd, asking for the base:allocation and
+ * qemu:dirty-bitmap:NAME metadata contexts, and turning their extents into a
+ * per-chunk plan: which chunks to read, which are all zero (never read),
+ * which are clean since the parent point (kept without reading).  Also the
+ * write side used by restore: a local image opened through qemu-nbd (which
+ * libnbd starts by systemd socket activation), so qcow2 targets get real
+ * zero requests and stay thin.
+ *
+ * Errors: -1/NULL with set_error(); libnbd's nbd_get_error() is translated
+ * here with context (class PB_E_NBD).
+ */
+#ifndef PB_READER_NBD_H
+#define PB_READER_NBD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct reader_conn;
+
+/* Connect to URI (nbd://, nbd+unix://, as nbd_connect_uri parses it).
+ * Requests "base:allocation" and, if BITMAP != NULL,
+ * "qemu:dirty-bitmap:BITMAP".  If BITMAP is given but the server does not
+ * offer it: NULL with PB_E_BITMAP and a message that lists the contexts the
+ * export does offer.  A server without base:allocation is fine. */
+struct reader_conn *reader_connect (const char *uri, const char *bitmap);
+
+/* Open a local image file through qemu-nbd (libnbd socket activation).
+ * FORMAT "raw" or "qcow2"; NULL = detect (qcow2 magic, else raw).
+ * WRITABLE: open read-write (restore).  A file locked by a running QEMU
+ * fails with PB_E_TARGET. */
+struct reader_conn *reader_open_image (const char *path, const char *format,
+                                       bool writable);
+
+void reader_close (struct reader_conn *c);  /* accepts NULL */
+
+uint64_t reader_size (struct reader_conn *c);
+bool reader_has_allocation (struct reader_conn *c);
+/* Largest request the server accepts (and our own cap), for reads. */
+uint32_t reader_max_request (struct reader_conn *c);
+
+/* Whole-buffer I/O; LEN may be larger than reader_max_request (split). */
+int reader_pread (struct reader_conn *c, void *buf, size_t len, uint64_t off);
+int reader_pwrite (struct reader_conn *c, const void *buf, size_t len, uint64_t off);
+int reader_zero (struct reader_conn *c, uint64_t len, uint64_t off);
+int reader_flush (struct reader_conn *c);
+
+/* ---- Plans ----
+ * A plan walks the disk chunk by chunk in ascending order, fetching block
+ * status lazily in windows (so memory does not grow with the disk size) and
+ * yielding runs of consecutive chunks of one kind. */
+enum reader_kind {
+  READER_READ = 1,   /* read it (it has data, or the server cannot tell) */
+  READER_ZERO = 2,   /* reads as zero per base:allocation: never read */
+  READER_KEEP = 3    /* incremental only: clean since the parent, keep its id */
+};
+
+struct reader_run {
+  uint64_t first;    /* first chunk index */
+  uint64_t count;    /* >= 1 */
+  enum reader_kind kind;
+};
+
+struct reader_plan;
+
+/* CHUNK_SIZE: a power of two.  BITMAP_CTX: NULL for a full backup, else the
+ * connection must have been made with that bitmap; chunks with any dirty
+ * byte are READ (or ZERO if entirely zero), others KEEP.
+ * PARENT_SIZE (incremental only): the disk's size at the parent point;
+ * chunks at or beyond the parent's last (possibly partial) chunk are
+ * treated as dirty, so grown or shrunk disks are handled. */
+struct reader_plan *reader_plan_new (struct reader_conn *c, uint32_t chunk_size,
+                                     const char *bitmap, uint64_t parent_size);
+void reader_plan_free (struct reader_plan *p);  /* accepts NULL */
+
+/* Next run.  Returns 1 with *RUN filled, 0 at the end, -1 on error.
+ * Extents that are zero-length, overlapping, unordered or beyond the
+ * export size are an error (PB_E_NBD, "server sent ..."). */
+int reader_plan_next (struct reader_plan *p, struct reader_run *run);
+
+/* Read chunk INDEX into BUF (LEN = its length: chunk size, or less for the
+ * last chunk), reading only the parts base:allocation does not report as
+ * zero and memset()ing the rest.  *READ = payload bytes fetched over NBD. */
+int reader_read_chunk (struct reader_plan *p, uint64_t index,
+                       void *buf, size_t len, uint64_t *read);
+
+/* The meta contexts the server offers for this export (for messages);
+ * a malloc'd ", "-separated string. */
+char *reader_list_contexts (struct reader_conn *c);
+
+#endif /* PB_READER_NBD_H */

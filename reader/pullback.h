@@ -1,0 +1,166 @@
+/* pullback - reader/pullback.h: the libpullback API (public header of reader/).
+ *
+ * This is what the pullback program and backup vendors call: open a
+ * repository (store + catalog), take a backup point of a VM from NBD
+ * exports, list points, restore a disk, verify, compute content digests.
+ * Mechanism only: nothing here prints or exits.  Every function returns -1
+ * or NULL on failure with a message, errno and class recorded for the
+ * calling thread: pb_get_error(), pb_get_errno(), pb_get_errclass() from
+ * common/errors.h (the class is what the CLI turns into an exit code).
+ */
+#ifndef PULLBACK_H
+#define PULLBACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.h"
+#include "errors.h"
+
+#define PULLBACK_DIGEST_LEN 32
+
+struct pullback_repo;
+
+/* A repository directory: DIR/catalog.db and the store in DIR/store.
+ * init: DIR must not exist or be empty (PB_E_REPO otherwise); CHUNK_SIZE
+ * 0 = default.  open: PB_E_REPO if DIR is not a pullback repository. */
+struct pullback_repo *pullback_repo_init (const char *dir, uint32_t chunk_size);
+struct pullback_repo *pullback_repo_open (const char *dir);
+void pullback_repo_close (struct pullback_repo *r);     /* accepts NULL */
+uint32_t pullback_repo_chunk_size (const struct pullback_repo *r);
+const char *pullback_repo_uuid (const struct pullback_repo *r);
+
+/* Progress callback: DONE of TOTAL bytes of disk DISK handled so far. */
+typedef void (*pullback_progress_fn) (void *opaque, const char *disk,
+                                      uint64_t done, uint64_t total);
+
+/* Ask every running operation in this process to stop soon (async-signal-
+ * safe).  The operation then fails with PB_E_INTERRUPTED, recording
+ * nothing. */
+void pullback_interrupt (void);
+
+/* ---- Backup ---- */
+struct pullback_disk_spec {
+  const char *name;     /* "vda" */
+  const char *uri;      /* NBD URI */
+  const char *bitmap;   /* qemu:dirty-bitmap name for incrementals, or NULL */
+};
+
+struct pullback_backup_opts {
+  const char *vm;
+  const struct pullback_disk_spec *disks;
+  size_t ndisks;
+  const char *checkpoint;     /* --checkpoint NEW, or NULL */
+  const char *since;          /* --since OLD, or NULL for a full backup */
+  bool fallback_full;         /* unknown --since checkpoint -> full backup */
+  pullback_progress_fn progress;
+  void *progress_opaque;
+};
+
+struct pullback_disk_result {
+  char *name;
+  uint64_t size;
+  uint64_t bytes_read;        /* payload bytes fetched over NBD */
+  uint64_t bytes_new;         /* bytes added to the store (after compression) */
+  uint64_t chunks_total, chunks_read, chunks_zero, chunks_kept, chunks_new;
+  uint8_t digest[PULLBACK_DIGEST_LEN];
+};
+
+struct pullback_backup_result {
+  int64_t point;
+  char *vm;
+  const char *mode;           /* "full" or "incremental" (static) */
+  int64_t parent;             /* 0 = none */
+  char *checkpoint;           /* or NULL */
+  char *since;                /* or NULL */
+  char *fallback_reason;      /* set when --fallback-full took a full backup */
+  double seconds;
+  size_t ndisks;
+  struct pullback_disk_result *disks;
+};
+
+/* Take one point of the whole VM.  Validates everything (checkpoint known,
+ * a bitmap for every disk of an incremental, each bitmap exported) before
+ * writing anything.  On failure no point is recorded.
+ * Errors: PB_E_USAGE (bad options), PB_E_CHECKPOINT, PB_E_BITMAP, PB_E_NBD,
+ * PB_E_IO, PB_E_BUSY, PB_E_INTERRUPTED. */
+int pullback_backup (struct pullback_repo *r,
+                     const struct pullback_backup_opts *opts,
+                     struct pullback_backup_result **result);
+void pullback_backup_result_free (struct pullback_backup_result *res);
+
+/* ---- Points ---- */
+/* SPEC is a decimal id or "latest" (newest point of VM; VM may be NULL for
+ * the newest of all).  PB_E_NOTFOUND if none / unknown id / other VM. */
+int pullback_resolve_point (struct pullback_repo *r, const char *spec,
+                            const char *vm, int64_t *id);
+/* Free results with catalog_point_free / catalog_points_free. */
+struct catalog_point *pullback_get_point (struct pullback_repo *r, int64_t id);
+int pullback_list_points (struct pullback_repo *r, const char *vm,
+                          struct catalog_point ***points, size_t *n);
+
+/* ---- Restore ---- */
+struct pullback_restore_opts {
+  int64_t point;
+  const char *disk;           /* disk name within the point */
+  const char *target;         /* file or block device path */
+  const char *format;         /* "raw" (default) or "qcow2" */
+  bool force;                 /* replace an existing target */
+  pullback_progress_fn progress;
+  void *progress_opaque;
+};
+
+struct pullback_restore_result {
+  uint64_t size;
+  uint64_t bytes_written;     /* data bytes written */
+  uint64_t bytes_zero;        /* bytes left as holes / zero requests */
+  uint8_t digest[PULLBACK_DIGEST_LEN];  /* content digest, equals the point's */
+  double seconds;
+};
+
+/* Rebuild the disk.  A regular-file target is written to a temporary file
+ * beside it and renamed into place only when complete and fsync'ed, so a
+ * failure never leaves a half-written image under TARGET.  Every chunk is
+ * checked against its id; a missing or bad chunk fails with PB_E_CORRUPT
+ * naming the chunk and the point.  Existing target without FORCE, or a
+ * target locked by a running QEMU: PB_E_TARGET. */
+int pullback_restore (struct pullback_repo *r,
+                      const struct pullback_restore_opts *opts,
+                      struct pullback_restore_result *result);
+
+/* ---- Verify ---- */
+struct pullback_verify_problem {
+  uint8_t chunk[PULLBACK_DIGEST_LEN];
+  char *what;                 /* "missing", "checksum mismatch", ... */
+  size_t npoints;
+  int64_t *points;            /* points that need this chunk */
+};
+
+struct pullback_verify_result {
+  size_t points_checked;
+  uint64_t chunks_checked;    /* distinct chunks and map nodes read */
+  uint64_t bytes_checked;     /* plain bytes after decompression */
+  bool catalog_ok;            /* SQLite integrity check */
+  size_t nproblems;
+  struct pullback_verify_problem *problems;
+};
+
+/* Check every chunk point POINT (0 = every point) needs.  Returns 0 when
+ * the check ran (look at nproblems and catalog_ok), -1 when it could not. */
+int pullback_verify (struct pullback_repo *r, int64_t point,
+                     pullback_progress_fn progress, void *progress_opaque,
+                     struct pullback_verify_result **result);
+void pullback_verify_result_free (struct pullback_verify_result *res);
+
+/* ---- Digest ----
+ * The content digest of a disk: SHA-256 over the ordered list of its chunk
+ * ids (zero chunks included), docs/FORMAT.md.  SOURCE is an NBD URI (has
+ * "://") or an image file (raw or qcow2, opened read-only through qemu-nbd).
+ * Chunk size and id function come from R if given, else CHUNK_SIZE (0 =
+ * default) with plain SHA-256 ids. */
+int pullback_digest (const char *source, struct pullback_repo *r,
+                     uint32_t chunk_size, uint8_t digest[PULLBACK_DIGEST_LEN],
+                     uint64_t *size);
+
+#endif /* PULLBACK_H */

@@ -1,0 +1,121 @@
+/* pullback - store/store.h: the chunk store (public header of store/).
+ *
+ * A store is a set of immutable, content-addressed objects reached through a
+ * small object interface (struct objstore: put a whole object atomically,
+ * get, stat, delete, list by prefix, sync).  The first backend is a local
+ * directory; a RADOS backend will follow, so nothing in this module above
+ * objstore_*() may rely on POSIX file semantics.
+ *
+ * On top of it:
+ *  - chunks: fixed-size pieces of a disk (and the chunk-map nodes of
+ *    reader/maptree.c, which are stored the same way).  A chunk's id is
+ *    store_id() of its plain content: SHA-256 today, a keyed hash later
+ *    (encryption), which is why every caller goes through store_id().
+ *    Each chunk object = header + zstd (or raw) payload; see docs/FORMAT.md.
+ *  - records: small named objects ("points/42"), wrapped in the same
+ *    container with a checksum, never compressed.
+ *
+ * Every function is safe to call from several threads at once on one
+ * struct store.  Errors: -1 or NULL with set_error() (common/errors.h).
+ */
+#ifndef PB_STORE_H
+#define PB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_ID_LEN 32
+#define STORE_MIN_CHUNK_SIZE (64u * 1024)
+#define STORE_MAX_CHUNK_SIZE (16u * 1024 * 1024)
+#define STORE_DEFAULT_CHUNK_SIZE (256u * 1024)
+
+typedef struct { uint8_t b[STORE_ID_LEN]; } store_id;
+
+/* ---- Object interface (store/objstore.h has the backend vtable) ---- */
+struct objstore;
+
+/* ---- Chunk store ---- */
+struct store;
+
+/* Create a new store at PATH (a directory that must not exist or must be
+ * empty) with the given chunk size (a power of two within the limits
+ * above; else PB_E_USAGE).  Writes the "config" object.  PB_E_REPO if a
+ * store already exists there. */
+struct store *store_create (const char *path, uint32_t chunk_size);
+
+/* Open an existing store; PB_E_REPO if PATH has no valid store config. */
+struct store *store_open (const char *path);
+
+/* Accepts NULL and half-built stores. */
+void store_close (struct store *s);
+
+uint32_t store_chunk_size (const struct store *s);
+
+/* The repository's random 128-bit uuid, as 32 lower-case hex digits. */
+const char *store_uuid (const struct store *s);
+
+/* The id of LEN bytes at BUF.  The only way ids are computed. */
+void store_id_of (const struct store *s, const void *buf, size_t len,
+                  store_id *out);
+
+/* The id of LEN zero bytes (cached for the chunk size; LEN <= chunk size). */
+void store_zero_id (struct store *s, size_t len, store_id *out);
+
+/* Store a chunk whose id the caller computed with store_id_of().  LEN is at
+ * most the chunk size, or at most STORE_MAX_CHUNK_SIZE for map nodes.
+ * Compresses with zstd unless that does not save space.
+ * Returns 1 if the chunk was written, 0 if it was already present (nothing
+ * written), -1 on error.  *STORED (may be NULL) = bytes written to the
+ * backend (header + payload), 0 when already present.
+ * The object is durable once store_sync() has returned. */
+int store_put_chunk (struct store *s, const store_id *id,
+                     const void *buf, size_t len, uint64_t *stored);
+
+/* Read chunk ID into BUF (capacity CAP), checking the header, the
+ * checksum, decompressing, and checking that store_id_of(content) == ID.
+ * *LEN = the chunk's length.  Missing: PB_E_CORRUPT with errno ENOENT and a
+ * message naming the chunk; damaged or wrong content: PB_E_CORRUPT. */
+int store_get_chunk (struct store *s, const store_id *id,
+                     void *buf, size_t cap, size_t *len);
+
+/* The same, allocating the buffer (free() it). */
+int store_get_chunk_alloc (struct store *s, const store_id *id,
+                           void **buf, size_t *len);
+
+/* 1 if chunk ID is present (not checked), 0 if not, -1 on error. */
+int store_has_chunk (struct store *s, const store_id *id);
+
+/* Delete chunk ID.  0 (also if it was absent) or -1. */
+int store_delete_chunk (struct store *s, const store_id *id);
+
+/* Call CB for every chunk id in the store (order unspecified).  CB returns
+ * 0 to go on, -1 to stop with an error (returned). */
+int store_list_chunks (struct store *s,
+                       int (*cb) (const store_id *id, void *opaque),
+                       void *opaque);
+
+/* Records: small named objects.  NAME is "DIR/NAME" of [a-z0-9._-] parts
+ * (e.g. "points/00000042").  put replaces atomically; get returns a
+ * malloc'd, NUL-terminated buffer (free() it) and checks the checksum
+ * (PB_E_CORRUPT if damaged, PB_E_NOTFOUND with ENOENT if absent). */
+int store_put_record (struct store *s, const char *name,
+                      const void *buf, size_t len);
+int store_get_record (struct store *s, const char *name,
+                      void **buf, size_t *len);
+int store_delete_record (struct store *s, const char *name);
+/* CB gets each record name under PREFIX ("points/"). */
+int store_list_records (struct store *s, const char *prefix,
+                        int (*cb) (const char *name, void *opaque),
+                        void *opaque);
+
+/* Make every object put so far durable (a barrier before the catalog
+ * commits a point that references them). */
+int store_sync (struct store *s);
+
+/* Hex form of an id (65 bytes incl. NUL). */
+void store_id_hex (const store_id *id, char out[2 * STORE_ID_LEN + 1]);
+/* Parse 64 hex digits; 0 or -1 (PB_E_USAGE). */
+int store_id_parse (const char *hex, store_id *out);
+
+#endif /* PB_STORE_H */
