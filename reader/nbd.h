@@ -36,6 +36,11 @@ struct reader_conn *reader_open_image (const char *path, const char *format,
 
 void reader_close (struct reader_conn *c);  /* accepts NULL */
 
+/* 0 if no process holds a lock on PATH (QEMU takes OFD byte-range locks on
+ * the images it has open); -1 with PB_E_TARGET naming the file if one
+ * does, or with PB_E_IO if PATH cannot be opened.  Absent PATH: 0. */
+int reader_check_unlocked (const char *path);
+
 uint64_t reader_size (struct reader_conn *c);
 bool reader_has_allocation (struct reader_conn *c);
 /* Largest request the server accepts (and our own cap), for reads. */
