@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <spawn.h>
+#include <sys/wait.h>
 
 #include "cleanup.h"
 #include "errors.h"
@@ -263,4 +265,62 @@ format_time (int64_t t, char *out, size_t len)
 
   gmtime_r (&tt, &tm);
   strftime (out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+extern char **environ;
+
+/* Read what the child wrote to stderr (at most BUF bytes are kept). */
+static void
+drain (int fd, char *buf, size_t len)
+{
+  size_t n = 0;
+  char discard[512];
+  ssize_t r;
+
+  while ((r = read (fd, n + 1 < len ? buf + n : discard,
+                    n + 1 < len ? len - n - 1 : sizeof discard)) != 0) {
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1)
+      break;
+    if (n + 1 < len)
+      n += r;
+  }
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+    buf[--n] = '\0';
+}
+
+int
+run_command (const char *const *argv, int errclass)
+{
+  posix_spawn_file_actions_t fa;
+  int pfd[2], status, r;
+  pid_t pid;
+  char err[1024];
+
+  if (pipe2 (pfd, O_CLOEXEC) == -1) {
+    set_error (PB_E_FAIL, errno, "pipe");
+    return -1;
+  }
+  posix_spawn_file_actions_init (&fa);
+  posix_spawn_file_actions_addopen (&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen (&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2 (&fa, pfd[1], 2);
+  r = posix_spawnp (&pid, argv[0], &fa, NULL, (char *const *) argv, environ);
+  posix_spawn_file_actions_destroy (&fa);
+  close (pfd[1]);
+  if (r != 0) {
+    close (pfd[0]);
+    set_error (errclass, r, "cannot run %s", argv[0]);
+    return -1;
+  }
+  drain (pfd[0], err, sizeof err);
+  close (pfd[0]);
+  while (waitpid (pid, &status, 0) == -1 && errno == EINTR)
+    ;
+  if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
+    return 0;
+  set_error (errclass, 0, "%s failed: %s", argv[0], err[0] ? err : "(no message)");
+  return -1;
 }

@@ -71,4 +71,9 @@ int parse_size (const char *str, uint64_t *out);
  * (at least 21 bytes). */
 void format_time (int64_t t, char *out, size_t len);
 
+/* Run ARGV[0] (searched in PATH) with ARGV, without a shell, stdin from
+ * /dev/null and stdout discarded.  Returns 0 if it exited with status 0;
+ * else -1 with an error (class ERRCLASS) that quotes its stderr. */
+int run_command (const char *const *argv, int errclass);
+
 #endif /* PB_UTIL_H */

@@ -1,0 +1,568 @@
+/* pullback - reader/backup.c: taking a backup point of a VM.
+ *
+ * Order of work, chosen so that a failure at any moment records nothing:
+ *  1. check every option, find the parent point (--since), connect to
+ *     every disk and check its bitmap -- all before reading any data;
+ *  2. for each disk walk the plan: read dirty/allocated chunks, detect zero
+ *     chunks by content, put new chunks into the store, keep clean chunks'
+ *     ids from the parent's map, and write the disk's new map tree;
+ *  3. store_sync(), so every chunk and node is durable;
+ *  4. in one catalog transaction: allocate the point id, write the point
+ *     record into the store (self-description), sync, insert the point,
+ *     commit.  Only now does the point exist, and only now can its
+ *     checkpoint be used by --since.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cleanup.h"
+#include "errors.h"
+#include "internal.h"
+#include "maptree.h"
+#include "nbd.h"
+#include "util.h"
+
+struct backup {
+  struct pullback_repo *r;
+  const struct pullback_backup_opts *o;
+  struct catalog_point *parent;         /* NULL: full backup */
+  struct catalog_batch *batch;
+  struct reader_conn **conns;
+  struct catalog_disk *disks;           /* what the catalog will record */
+  struct pullback_backup_result *res;
+  void *buf;                            /* one chunk */
+  int64_t started;
+  double t0;
+};
+
+static bool
+valid_name (const char *s)
+{
+  size_t i, n = s ? strlen (s) : 0;
+
+  if (n == 0 || n > 255)
+    return false;
+  for (i = 0; i < n; i++)
+    if ((unsigned char) s[i] < 0x20 || s[i] == '/' || s[i] == 0x7f)
+      return false;
+  return true;
+}
+
+static int
+check_disks (const struct pullback_backup_opts *o)
+{
+  size_t i, j;
+
+  if (o->ndisks == 0) {
+    set_error (PB_E_USAGE, 0, "no disks given (use --disk NAME=URI)");
+    return -1;
+  }
+  for (i = 0; i < o->ndisks; i++) {
+    const struct pullback_disk_spec *d = &o->disks[i];
+    if (!valid_name (d->name) || d->uri == NULL || d->uri[0] == '\0') {
+      set_error (PB_E_USAGE, 0, "invalid disk '%s' (need NAME=URI)",
+                 d->name ? d->name : "");
+      return -1;
+    }
+    for (j = 0; j < i; j++)
+      if (strcmp (o->disks[j].name, d->name) == 0) {
+        set_error (PB_E_USAGE, 0, "disk '%s' given twice", d->name);
+        return -1;
+      }
+  }
+  return 0;
+}
+
+static int
+check_bitmaps (const struct pullback_backup_opts *o)
+{
+  size_t i;
+
+  for (i = 0; i < o->ndisks; i++) {
+    const struct pullback_disk_spec *d = &o->disks[i];
+    if (o->since == NULL && d->bitmap) {
+      set_error (PB_E_USAGE, 0, "--bitmap %s=%s given without --since",
+                 d->name, d->bitmap);
+      return -1;
+    }
+    if (o->since && (d->bitmap == NULL || d->bitmap[0] == '\0')) {
+      set_error (PB_E_BITMAP, 0, "disk '%s' has no --bitmap: an incremental "
+                 "backup needs the dirty bitmap of every disk", d->name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+check_opts (const struct pullback_backup_opts *o)
+{
+  if (!valid_name (o->vm)) {
+    set_error (PB_E_USAGE, 0, "invalid VM name '%s'", o->vm ? o->vm : "");
+    return -1;
+  }
+  if ((o->checkpoint && !valid_name (o->checkpoint)) ||
+      (o->since && !valid_name (o->since))) {
+    set_error (PB_E_USAGE, 0, "invalid checkpoint name");
+    return -1;
+  }
+  return check_disks (o) == -1 ? -1 : check_bitmaps (o);
+}
+
+/* --since: the parent point, or a full backup with --fallback-full. */
+static int
+find_parent (struct backup *b)
+{
+  int64_t id;
+
+  if (b->o->since == NULL)
+    return 0;
+  if (catalog_find_checkpoint (b->r->cat, b->o->vm, b->o->since, &id) == 0) {
+    b->parent = catalog_get_point (b->r->cat, id);
+    return b->parent ? 0 : -1;
+  }
+  if (pb_get_errclass () != PB_E_CHECKPOINT || !b->o->fallback_full)
+    return -1;
+  if (asprintf (&b->res->fallback_reason, "%s; took a full backup instead "
+                "(--fallback-full)", pb_get_error ()) == -1) {
+    set_error (PB_E_FAIL, errno, "asprintf");
+    return -1;
+  }
+  return 0;
+}
+
+static const struct catalog_disk *
+parent_disk (struct backup *b, const char *name)
+{
+  size_t i;
+
+  for (i = 0; b->parent && i < b->parent->ndisks; i++)
+    if (strcmp (b->parent->disks[i].name, name) == 0)
+      return &b->parent->disks[i];
+  return NULL;
+}
+
+static int
+connect_all (struct backup *b)
+{
+  size_t i;
+
+  for (i = 0; i < b->o->ndisks; i++) {
+    const struct pullback_disk_spec *d = &b->o->disks[i];
+    const char *bitmap = b->parent ? d->bitmap : NULL;
+    b->conns[i] = reader_connect (d->uri, bitmap);
+    if (b->conns[i] == NULL) {
+      pb_prefix_error ("disk '%s'", d->name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- Per-disk work ---- */
+
+struct disk_walk {
+  struct backup *b;
+  struct reader_plan *plan;
+  struct maptree_reader *ptree;         /* parent's map, incremental only */
+  struct maptree_writer *w;
+  struct pullback_disk_result *dr;
+  uint64_t size;
+};
+
+static size_t
+chunk_len (struct disk_walk *dw, uint64_t i)
+{
+  uint64_t cs = pullback_repo_chunk_size (dw->b->r);
+
+  return MIN (cs, dw->size - i * cs);
+}
+
+/* Read chunk I; a chunk that reads as zero is recorded as zero, not data. */
+static int
+read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
+{
+  struct store *s = dw->b->r->store;
+  size_t len = chunk_len (dw, i);
+  uint64_t nread = 0, stored = 0;
+  int r;
+
+  if (reader_read_chunk (dw->plan, i, dw->b->buf, len, &nread) == -1)
+    return -1;
+  dw->dr->bytes_read += nread;
+  dw->dr->chunks_read++;
+  if (is_zero (dw->b->buf, len)) {
+    store_zero_id (s, len, id);
+    dw->dr->chunks_zero++;
+    return 0;
+  }
+  store_id_of (s, dw->b->buf, len, id);
+  r = store_put_chunk (s, id, dw->b->buf, len, &stored);
+  if (r == 1) {
+    dw->dr->chunks_new++;
+    dw->dr->bytes_new += stored;
+    return catalog_batch_chunk (dw->b->batch, id, stored);
+  }
+  return r;
+}
+
+static int
+chunk_id (struct disk_walk *dw, enum reader_kind kind, uint64_t i, store_id *id)
+{
+  switch (kind) {
+  case READER_KEEP:
+    dw->dr->chunks_kept++;
+    return maptree_reader_get (dw->ptree, i, id);
+  case READER_ZERO:
+    dw->dr->chunks_zero++;
+    store_zero_id (dw->b->r->store, chunk_len (dw, i), id);
+    return 0;
+  case READER_READ:
+    return read_chunk (dw, i, id);
+  }
+  set_error (PB_E_FAIL, 0, "plan: unknown chunk kind %d", (int) kind);
+  return -1;
+}
+
+static int
+walk_run (struct disk_walk *dw, const struct reader_run *run)
+{
+  const struct backup *b = dw->b;
+  uint64_t i, cs = pullback_repo_chunk_size (b->r);
+  store_id id;
+
+  for (i = run->first; i < run->first + run->count; i++) {
+    if (check_interrupt () == -1 ||
+        chunk_id (dw, run->kind, i, &id) == -1 ||
+        maptree_writer_add (dw->w, &id) == -1) {
+      pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, i);
+      return -1;
+    }
+    if (b->o->progress)
+      b->o->progress (b->o->progress_opaque, dw->dr->name,
+                      MIN ((i + 1) * cs, dw->size), dw->size);
+  }
+  return 0;
+}
+
+static int
+walk_plan (struct disk_walk *dw)
+{
+  struct reader_run run;
+  int r;
+
+  while ((r = reader_plan_next (dw->plan, &run)) == 1)
+    if (walk_run (dw, &run) == -1)
+      return -1;
+  if (r == -1)
+    pb_prefix_error ("disk '%s'", dw->dr->name);
+  return r;
+}
+
+/* Open the parent's map of this disk, if the disk existed there. */
+static int
+open_parent_map (struct disk_walk *dw, const struct catalog_disk *pd)
+{
+  store_id root;
+
+  if (pd == NULL)
+    return 0;
+  memcpy (root.b, pd->map_root, STORE_ID_LEN);
+  dw->ptree = maptree_reader_new (dw->b->r, &root, pd->map_levels,
+                                  div_round_up (pd->size, pd->chunk_size));
+  return dw->ptree ? 0 : -1;
+}
+
+static int
+finish_disk (struct disk_walk *dw, struct catalog_disk *cd)
+{
+  store_id root;
+
+  if (maptree_writer_finish (dw->w, &root, &cd->map_levels, cd->digest,
+                             &dw->dr->bytes_new) == -1)
+    return -1;
+  memcpy (cd->map_root, root.b, STORE_ID_LEN);
+  memcpy (dw->dr->digest, cd->digest, STORE_ID_LEN);
+  cd->size = dw->size;
+  cd->chunk_size = pullback_repo_chunk_size (dw->b->r);
+  cd->bytes_read = dw->dr->bytes_read;
+  cd->bytes_new = dw->dr->bytes_new;
+  cd->chunks_changed = dw->dr->chunks_read + dw->dr->chunks_zero;
+  return 0;
+}
+
+static int
+backup_disk (struct backup *b, size_t i)
+{
+  const struct pullback_disk_spec *d = &b->o->disks[i];
+  const struct catalog_disk *pd = parent_disk (b, d->name);
+  uint32_t cs = pullback_repo_chunk_size (b->r);
+  struct disk_walk dw = { .b = b, .dr = &b->res->disks[i] };
+  int r = -1;
+
+  dw.size = reader_size (b->conns[i]);
+  dw.dr->size = dw.size;
+  dw.dr->chunks_total = div_round_up (dw.size, cs);
+  dw.plan = reader_plan_new (b->conns[i], cs, pd ? d->bitmap : NULL,
+                             pd ? pd->size : 0);
+  if (dw.plan == NULL || open_parent_map (&dw, pd) == -1)
+    goto out;
+  dw.w = maptree_writer_new (b->r, b->batch, dw.dr->chunks_total);
+  if (dw.w && walk_plan (&dw) == 0 && finish_disk (&dw, &b->disks[i]) == 0)
+    r = 0;
+ out:
+  if (r == -1 && dw.plan == NULL)
+    pb_prefix_error ("disk '%s'", d->name);
+  maptree_writer_free (dw.w);
+  maptree_reader_free (dw.ptree);
+  reader_plan_free (dw.plan);
+  return r;
+}
+
+/* ---- Recording the point ---- */
+
+static struct json_object *
+disk_json (const struct catalog_disk *d)
+{
+  struct json_object *o = json_object_new_object ();
+  char root[2 * STORE_ID_LEN + 1], digest[2 * STORE_ID_LEN + 1];
+
+  hex_encode (d->map_root, STORE_ID_LEN, root);
+  hex_encode (d->digest, STORE_ID_LEN, digest);
+  json_object_object_add (o, "name", json_object_new_string (d->name));
+  json_object_object_add (o, "size", json_object_new_int64 ((int64_t) d->size));
+  json_object_object_add (o, "chunk_size", json_object_new_int64 (d->chunk_size));
+  json_object_object_add (o, "map_levels", json_object_new_int64 (d->map_levels));
+  json_object_object_add (o, "map_root", json_object_new_string (root));
+  json_object_object_add (o, "digest", json_object_new_string (digest));
+  json_object_object_add (o, "bytes_read", json_object_new_int64 ((int64_t) d->bytes_read));
+  json_object_object_add (o, "bytes_new", json_object_new_int64 ((int64_t) d->bytes_new));
+  json_object_object_add (o, "chunks_changed", json_object_new_int64 ((int64_t) d->chunks_changed));
+  return o;
+}
+
+static struct json_object *
+nullable_string (const char *s)
+{
+  return s ? json_object_new_string (s) : NULL;
+}
+
+/* The point record: what the catalog holds about the point, in the store,
+ * so the catalog can be rebuilt from the store alone (docs/FORMAT.md). */
+static char *
+point_record (struct pullback_repo *r, const struct catalog_point *p)
+{
+  struct json_object *o = json_object_new_object ();
+  struct json_object *disks = json_object_new_array ();
+  char *text;
+  size_t i;
+
+  json_object_object_add (o, "format", json_object_new_string ("pullback-point"));
+  json_object_object_add (o, "version", json_object_new_int (1));
+  json_object_object_add (o, "repository", json_object_new_string (pullback_repo_uuid (r)));
+  json_object_object_add (o, "id", json_object_new_int64 (p->id));
+  json_object_object_add (o, "vm", json_object_new_string (p->vm));
+  json_object_object_add (o, "mode", json_object_new_string (p->mode));
+  json_object_object_add (o, "parent", p->parent ? json_object_new_int64 (p->parent) : NULL);
+  json_object_object_add (o, "checkpoint", nullable_string (p->checkpoint));
+  json_object_object_add (o, "since", nullable_string (p->since));
+  json_object_object_add (o, "started", json_object_new_int64 (p->started));
+  json_object_object_add (o, "finished", json_object_new_int64 (p->finished));
+  for (i = 0; i < p->ndisks; i++)
+    json_object_array_add (disks, disk_json (&p->disks[i]));
+  json_object_object_add (o, "disks", disks);
+  text = strdup (json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY));
+  json_object_put (o);
+  if (text == NULL)
+    set_error (PB_E_FAIL, errno, "strdup");
+  return text;
+}
+
+static void
+fill_point (struct backup *b, struct catalog_point *p)
+{
+  const struct pullback_backup_opts *o = b->o;
+  size_t i;
+
+  p->vm = (char *) o->vm;
+  p->parent = b->parent ? b->parent->id : 0;
+  p->mode = (char *) (b->parent ? "incremental" : "full");
+  p->checkpoint = (char *) o->checkpoint;
+  p->since = b->parent ? (char *) o->since : NULL;
+  p->started = b->started;
+  p->finished = now_epoch ();
+  p->ndisks = o->ndisks;
+  p->disks = b->disks;
+  for (i = 0; i < o->ndisks; i++)
+    b->disks[i].name = (char *) o->disks[i].name;
+}
+
+static int
+write_record (struct backup *b, const struct catalog_point *p)
+{
+  CLEANUP_FREE char *text = point_record (b->r, p);
+  char name[64];
+
+  snprintf (name, sizeof name, "points/%010" PRId64, p->id);
+  if (text == NULL ||
+      store_put_record (b->r->store, name, text, strlen (text)) == -1 ||
+      store_sync (b->r->store) == -1)
+    return -1;
+  return 0;
+}
+
+static int
+commit_point (struct backup *b)
+{
+  struct catalog_point p = { 0 };
+
+  if (catalog_batch_flush (b->batch) == -1 || store_sync (b->r->store) == -1)
+    return -1;
+  fill_point (b, &p);
+  if (catalog_begin (b->r->cat) == -1)
+    return -1;
+  if (catalog_next_point_id (b->r->cat, &p.id) == -1 ||
+      write_record (b, &p) == -1 ||
+      catalog_add_point (b->r->cat, &p) == -1 ||
+      catalog_commit (b->r->cat) == -1) {
+    catalog_rollback (b->r->cat);
+    pb_prefix_error ("recording the point");
+    return -1;
+  }
+  b->res->point = p.id;
+  return 0;
+}
+
+/* ---- Driver ---- */
+
+static int
+fill_result_head (struct backup *b)
+{
+  const struct pullback_backup_opts *o = b->o;
+  struct pullback_backup_result *res = b->res;
+  size_t i;
+
+  res->ndisks = o->ndisks;
+  res->vm = strdup (o->vm);
+  res->checkpoint = o->checkpoint ? strdup (o->checkpoint) : NULL;
+  if (res->vm == NULL || (o->checkpoint && res->checkpoint == NULL))
+    goto oom;
+  for (i = 0; i < o->ndisks; i++)
+    if ((res->disks[i].name = strdup (o->disks[i].name)) == NULL)
+      goto oom;
+  return 0;
+ oom:
+  set_error (PB_E_FAIL, errno, "out of memory");
+  return -1;
+}
+
+static int
+set_mode (struct backup *b)
+{
+  struct pullback_backup_result *res = b->res;
+
+  res->mode = b->parent ? "incremental" : "full";
+  res->parent = b->parent ? b->parent->id : 0;
+  if (b->parent && (res->since = strdup (b->o->since)) == NULL) {
+    set_error (PB_E_FAIL, errno, "strdup");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+alloc_backup (struct backup *b)
+{
+  size_t n = b->o->ndisks;
+
+  b->res = calloc (1, sizeof *b->res);
+  b->conns = calloc (n, sizeof *b->conns);
+  b->disks = calloc (n, sizeof *b->disks);
+  b->buf = malloc (pullback_repo_chunk_size (b->r));
+  b->batch = catalog_batch_new (b->r->cat);
+  if (b->res)
+    b->res->disks = calloc (n, sizeof *b->res->disks);
+  if (!b->res || !b->conns || !b->disks || !b->buf || !b->batch ||
+      !b->res->disks) {
+    set_error (PB_E_FAIL, errno, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+static void
+free_backup (struct backup *b)
+{
+  size_t i;
+
+  for (i = 0; b->conns && i < b->o->ndisks; i++)
+    reader_close (b->conns[i]);
+  free (b->conns);
+  free (b->disks);
+  free (b->buf);
+  catalog_batch_free (b->batch);
+  catalog_point_free (b->parent);
+}
+
+static int
+run_backup (struct backup *b)
+{
+  size_t i;
+
+  if (alloc_backup (b) == -1 || fill_result_head (b) == -1 ||
+      find_parent (b) == -1 || set_mode (b) == -1 || connect_all (b) == -1)
+    return -1;
+  for (i = 0; i < b->o->ndisks; i++)
+    if (backup_disk (b, i) == -1)
+      return -1;
+  if (commit_point (b) == -1)
+    return -1;
+  b->res->seconds = now_mono () - b->t0;
+  return 0;
+}
+
+int
+pullback_backup (struct pullback_repo *r,
+                 const struct pullback_backup_opts *opts,
+                 struct pullback_backup_result **result)
+{
+  struct backup b = { .r = r, .o = opts };
+  int ret;
+
+  *result = NULL;
+  if (check_opts (opts) == -1)
+    return -1;
+  b.started = now_epoch ();
+  b.t0 = now_mono ();
+  ret = run_backup (&b);
+  if (ret == 0)
+    *result = b.res;
+  else
+    pullback_backup_result_free (b.res);
+  free_backup (&b);
+  return ret;
+}
+
+void
+pullback_backup_result_free (struct pullback_backup_result *res)
+{
+  size_t i;
+
+  if (res == NULL)
+    return;
+  for (i = 0; res->disks && i < res->ndisks; i++)
+    free (res->disks[i].name);
+  free (res->disks);
+  free (res->vm);
+  free (res->checkpoint);
+  free (res->since);
+  free (res->fallback_reason);
+  free (res);
+}

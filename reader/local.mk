@@ -5,7 +5,8 @@ reader_libreader_la_SOURCES = \
 	reader/pullback.h reader/nbd.h reader/internal.h \
 	reader/nbd.c reader/plan.c \
 	reader/repo.c reader/maptree.c reader/maptree.h \
-	reader/backup.c reader/restore.c reader/verify.c reader/digest.c
+	reader/backup.c reader/restore.c reader/verify.c reader/digest.c \
+	reader/batch.c reader/idset.c
 reader_libreader_la_LIBADD = store/libstore.la catalog/libcatalog.la common/libcommon.la
 
 check_PROGRAMS += reader/test-plan reader/test-maptree
