@@ -55,7 +55,9 @@ uint32_t store_chunk_size (const struct store *s);
 /* The repository's random 128-bit uuid, as 32 lower-case hex digits. */
 const char *store_uuid (const struct store *s);
 
-/* The id of LEN bytes at BUF.  The only way ids are computed. */
+/* The id of LEN bytes at BUF.  The only way ids are computed.  S may be
+ * NULL: plain SHA-256, the id of unencrypted repositories (used by
+ * `pullback digest` without --repo). */
 void store_id_of (const struct store *s, const void *buf, size_t len,
                   store_id *out);
 
