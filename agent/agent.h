@@ -1,0 +1,197 @@
+/* pullback - agent/agent.h: shared declarations of the pullback program.
+ *
+ * The agent is a thin layer over libpullback (reader/pullback.h): it parses
+ * the command line, calls the library, prints the result as text or as one
+ * JSON object, and turns the library's error class into the exit code
+ * (docs/CLI.md).  Everything that decides how to back up, restore or verify
+ * lives in the library; this header only describes commands, output
+ * settings and the helpers the cmd-*.c files share.
+ */
+#ifndef PB_AGENT_H
+#define PB_AGENT_H
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json.h>
+
+#include "pullback.h"
+
+/* The chunk size 'pullback digest' reports when neither --repo nor
+ * --chunk-size is given.  The library owns the default; until pullback.h
+ * exports it, mirror the documented value (docs/FORMAT.md). */
+
+/* ---- Commands ---- */
+
+struct command;
+
+/* One invocation: which command runs and how it prints. */
+struct cli {
+  const struct command *cmd;  /* NULL before a command is chosen */
+  bool json;                  /* --json: exactly one JSON object on stdout */
+  bool quiet;                 /* --quiet: no progress, no text on success */
+  bool progress;              /* draw a progress line on stderr */
+};
+
+struct command {
+  const char *name;
+  const char *summary;        /* one line for 'pullback --help' */
+  const char *synopsis;       /* usage line(s), without "Usage: " */
+  const char *help;           /* description and options, for --help */
+  const struct option *longopts;  /* terminated by a zero entry */
+  int min_args, max_args;     /* positional arguments accepted */
+  const char *args_name;      /* what a missing positional is called */
+  int (*run) (const struct command *cmd, int argc, char **argv);
+};
+
+extern const struct command cmd_init, cmd_backup, cmd_list, cmd_show,
+  cmd_restore, cmd_verify, cmd_digest;
+
+/* getopt_long values.  Short options are not offered (except -h) so the
+ * command lines in scripts stay self-describing. */
+enum {
+  OPT_HELP = 'h',
+  OPT_JSON = 256, OPT_QUIET, OPT_REPO, OPT_VM, OPT_POINT, OPT_DISK,
+  OPT_CHUNK_SIZE, OPT_CHECKPOINT, OPT_SINCE, OPT_BITMAP, OPT_FALLBACK_FULL,
+  OPT_TO, OPT_FORMAT, OPT_FORCE,
+};
+
+#define OPTION_HELP  { "help", no_argument, NULL, OPT_HELP }
+#define OPTION_JSON  { "json", no_argument, NULL, OPT_JSON }
+#define OPTION_QUIET { "quiet", no_argument, NULL, OPT_QUIET }
+#define OPTION_REPO  { "repo", required_argument, NULL, OPT_REPO }
+#define OPTION_VM    { "vm", required_argument, NULL, OPT_VM }
+#define OPTION_POINT { "point", required_argument, NULL, OPT_POINT }
+#define OPTION_END   { NULL, 0, NULL, 0 }
+
+/* ---- options.c ---- */
+
+/* Called by parse_options for each option other than --help, --json and
+ * --quiet.  Returns 0, or -1 with an error recorded (class PB_E_USAGE). */
+typedef int (*option_fn) (void *ctx, int opt, const char *arg);
+
+/* For an option_fn: store a single-valued option, refusing it twice (a
+ * script that says --repo twice is wrong, not "the last one wins"). */
+int option_once (const char **slot, const char *label, const char *arg);
+/* For an option_fn: an option in the table the function does not know. */
+int unhandled_option (int opt);
+
+/* Returned by parse_options when the command should go on. */
+#define OPTS_CONTINUE (-1)
+
+/* Parse the options of CMD (ARGV[0] is the command name) into C and,
+ * through FN, into CTX.  Returns OPTS_CONTINUE with *FIRST set to the index
+ * of the first positional argument, or the exit code the command must
+ * return (0 after --help, PB_E_USAGE after a reported usage error). */
+int parse_options (const struct command *cmd, struct cli *c,
+                   int argc, char **argv, option_fn fn, void *ctx,
+                   int *first);
+
+/* A --point given as ID or "latest", checked strictly and stored in
+ * canonical form (no leading zeros) for pullback_resolve_point.  SPEC
+ * starts empty; a second --point is refused. */
+#define POINT_SPEC_MAX 24
+int parse_point_spec (const char *arg, char spec[POINT_SPEC_MAX]);
+
+/* A --chunk-size value: parse_size plus a range check for uint32_t. */
+int parse_chunk_size (const char *arg, uint32_t *out);
+
+/* NAME=VALUE arguments (--disk vda=URI, --bitmap vda=BITMAP).  NAME is a
+ * copy, VALUE points into the argument. */
+struct pair {
+  char *name;
+  const char *value;
+};
+
+struct pair_list {
+  struct pair *v;
+  size_t n;
+};
+
+/* Split ARG of option OPT (e.g. "--disk") and append it; FORM is what
+ * was expected, for messages ("NAME=URI").  Fails with PB_E_USAGE on a
+ * missing '=', an empty name or value, or a name already in L. */
+int pair_list_add (struct pair_list *l, const char *opt, const char *form,
+                   const char *arg);
+/* The pair named NAME, or NULL. */
+const struct pair *pair_list_find (const struct pair_list *l, const char *name);
+void pair_list_free (struct pair_list *l);
+
+/* The command called NAME, or NULL. */
+const struct command *find_command (const char *name);
+
+void print_help (const struct command *cmd);     /* NULL: general help */
+void print_version (void);
+
+/* ---- output.c ---- */
+
+/* Print "pullback: MESSAGE" for the recorded error on stderr (and, with
+ * --json, the error object on stdout).  Returns the exit code. */
+int report_error (const struct cli *c);
+/* Record a usage error, report it with the usage synopsis, return 2. */
+int usage_error (const struct cli *c, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+/* Report the usage error already recorded.  Returns PB_E_USAGE. */
+int report_usage (const struct cli *c);
+/* Print a warning on stderr ("pullback: warning: ..."). */
+void warning (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
+/* Print OBJ as one line on stdout and drop the reference. */
+void print_json (struct json_object *obj);
+
+/* JSON values shared by several commands.  json_set_str stores NULL as
+ * null. */
+void json_set_str (struct json_object *o, const char *key, const char *s);
+void json_set_u64 (struct json_object *o, const char *key, uint64_t v);
+struct json_object *json_hex (const uint8_t *id, size_t len);
+struct json_object *json_id_or_null (int64_t id);
+struct json_object *json_time (int64_t t);
+struct json_object *json_seconds (double seconds);
+struct json_object *json_point (const struct catalog_point *p);
+
+/* Sizes for humans: "256 KiB", "1.5 GiB" or, COMPACT, "256.0K", "1.5G". */
+#define HUMAN_SIZE_MAX 32
+const char *human_size (uint64_t bytes, bool compact,
+                        char buf[HUMAN_SIZE_MAX]);
+/* "point" / "points" */
+const char *plural (uint64_t n, const char *one, const char *many);
+
+/* ---- progress.c ---- */
+
+/* One updating line on stderr, fed by pullback_progress_fn callbacks
+ * (which may come from several library threads). */
+#define PROGRESS_DISKS 16
+
+struct progress {
+  bool enabled;
+  const char *verb;           /* "backing up", "restoring", "verifying" */
+  pthread_mutex_t lock;
+  double last;                /* when the line was last drawn, 0 = never */
+  size_t shown;               /* characters on the line now */
+  size_t columns;             /* terminal width */
+  size_t ndisks;
+  struct {                    /* where each disk started, for its rate */
+    char name[64];
+    double start;
+    uint64_t start_done;
+  } disks[PROGRESS_DISKS];
+};
+
+void progress_start (struct progress *p, const struct cli *c,
+                     const char *verb);
+void progress_update (void *opaque, const char *disk,
+                      uint64_t done, uint64_t total);
+/* Clear the line so that the final output starts on a clean line. */
+void progress_end (struct progress *p);
+
+/* ---- Scope-bound cleanup of library objects ---- */
+
+void cleanup_repo (struct pullback_repo **r);
+void cleanup_point (struct catalog_point **p);
+#define CLEANUP_REPO __attribute__ ((cleanup (cleanup_repo)))
+#define CLEANUP_POINT __attribute__ ((cleanup (cleanup_point)))
+
+#endif /* PB_AGENT_H */

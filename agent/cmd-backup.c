@@ -1,0 +1,287 @@
+/* pullback - agent/cmd-backup.c: 'pullback backup', take a point of a VM.
+ *
+ * The backup application (libvirt, a vendor's script) has already started
+ * the pull-mode backup job and exported each disk over NBD; this command
+ * gets the URIs and, for an incremental, the checkpoint the job is based
+ * on and the dirty bitmap of each disk.  The command line is checked
+ * completely before the repository is even opened, so a mistake never
+ * costs a connection to the VM's NBD server.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "agent.h"
+#include "cleanup.h"
+#include "util.h"
+
+struct backup_args {
+  const char *repo, *vm, *checkpoint, *since;
+  bool fallback_full;
+  struct pair_list disks;     /* NAME=URI, in command-line order */
+  struct pair_list bitmaps;   /* DISK=BITMAP */
+};
+
+static int
+backup_option (void *ctx, int opt, const char *arg)
+{
+  struct backup_args *a = ctx;
+
+  switch (opt) {
+  case OPT_REPO: return option_once (&a->repo, "--repo", arg);
+  case OPT_VM: return option_once (&a->vm, "--vm", arg);
+  case OPT_CHECKPOINT: return option_once (&a->checkpoint, "--checkpoint", arg);
+  case OPT_SINCE: return option_once (&a->since, "--since", arg);
+  case OPT_FALLBACK_FULL: a->fallback_full = true; return 0;
+  case OPT_DISK:
+    return pair_list_add (&a->disks, "--disk", "NAME=URI", arg);
+  case OPT_BITMAP:
+    return pair_list_add (&a->bitmaps, "--bitmap", "DISK=BITMAP", arg);
+  }
+  return unhandled_option (opt);
+}
+
+/* Mistakes in the command line itself: exit code 2. */
+static int
+check_syntax (const struct cli *c, const struct backup_args *a)
+{
+  size_t i;
+
+  if (a->repo == NULL)
+    return usage_error (c, "missing --repo");
+  if (a->vm == NULL)
+    return usage_error (c, "missing --vm");
+  if (a->disks.n == 0)
+    return usage_error (c, "missing --disk (at least one NAME=URI)");
+  for (i = 0; i < a->bitmaps.n; i++)
+    if (pair_list_find (&a->disks, a->bitmaps.v[i].name) == NULL)
+      return usage_error (c, "--bitmap %s=%s: no --disk named '%s'",
+                          a->bitmaps.v[i].name, a->bitmaps.v[i].value,
+                          a->bitmaps.v[i].name);
+  if (a->bitmaps.n > 0 && a->since == NULL)
+    return usage_error (c, "--bitmap needs --since: dirty bitmaps are only "
+                        "used by incremental backups");
+  return 0;
+}
+
+/* The library refuses this too; checking first names the disk before any
+ * connection is made.  Exit code 6, like the library's refusal. */
+static int
+check_bitmaps (const struct cli *c, const struct backup_args *a)
+{
+  size_t i;
+
+  if (a->since == NULL)
+    return 0;
+  for (i = 0; i < a->disks.n; i++)
+    if (pair_list_find (&a->bitmaps, a->disks.v[i].name) == NULL) {
+      set_error (PB_E_BITMAP, 0, "disk '%s' has no --bitmap: an incremental "
+                 "backup needs the dirty bitmap of every disk",
+                 a->disks.v[i].name);
+      return report_error (c);
+    }
+  return 0;
+}
+
+/* The library's view of the disks.  Names and URIs stay owned by A. */
+static struct pullback_disk_spec *
+disk_specs (const struct backup_args *a)
+{
+  struct pullback_disk_spec *specs = calloc (a->disks.n, sizeof *specs);
+  const struct pair *bitmap;
+  size_t i;
+
+  if (specs == NULL) {
+    set_error (PB_E_FAIL, 0, "out of memory");
+    return NULL;
+  }
+  for (i = 0; i < a->disks.n; i++) {
+    bitmap = pair_list_find (&a->bitmaps, a->disks.v[i].name);
+    specs[i].name = a->disks.v[i].name;
+    specs[i].uri = a->disks.v[i].value;
+    specs[i].bitmap = bitmap ? bitmap->value : NULL;
+  }
+  return specs;
+}
+
+static struct json_object *
+json_backup_disk (const struct pullback_disk_result *d)
+{
+  struct json_object *o = json_object_new_object ();
+
+  json_set_str (o, "name", d->name);
+  json_set_u64 (o, "size", d->size);
+  json_set_u64 (o, "bytes_read", d->bytes_read);
+  json_set_u64 (o, "bytes_new", d->bytes_new);
+  json_set_u64 (o, "chunks_total", d->chunks_total);
+  json_set_u64 (o, "chunks_read", d->chunks_read);
+  json_set_u64 (o, "chunks_zero", d->chunks_zero);
+  json_set_u64 (o, "chunks_kept", d->chunks_kept);
+  json_set_u64 (o, "chunks_new", d->chunks_new);
+  json_object_object_add (o, "digest", json_hex (d->digest, sizeof d->digest));
+  return o;
+}
+
+static void
+print_backup_json (const struct pullback_backup_result *res)
+{
+  struct json_object *o = json_object_new_object ();
+  struct json_object *disks = json_object_new_array ();
+  size_t i;
+
+  json_object_object_add (o, "point", json_object_new_int64 (res->point));
+  json_set_str (o, "vm", res->vm);
+  json_set_str (o, "mode", res->mode);
+  json_object_object_add (o, "parent", json_id_or_null (res->parent));
+  json_set_str (o, "checkpoint", res->checkpoint);
+  json_set_str (o, "since", res->since);
+  json_set_str (o, "fallback_reason", res->fallback_reason);
+  json_object_object_add (o, "seconds", json_seconds (res->seconds));
+  for (i = 0; i < res->ndisks; i++)
+    json_object_array_add (disks, json_backup_disk (&res->disks[i]));
+  json_object_object_add (o, "disks", disks);
+  print_json (o);
+}
+
+static void
+print_backup_disk (const struct pullback_disk_result *d)
+{
+  char size[HUMAN_SIZE_MAX], read[HUMAN_SIZE_MAX], added[HUMAN_SIZE_MAX];
+  char hex[2 * PULLBACK_DIGEST_LEN + 1];
+
+  hex_encode (d->digest, sizeof d->digest, hex);
+  printf ("  %s: %s, read %s, stored %s; chunks %" PRIu64 ": %" PRIu64
+          " read, %" PRIu64 " zero, %" PRIu64 " kept, %" PRIu64 " new; "
+          "digest %s\n",
+          d->name, human_size (d->size, false, size),
+          human_size (d->bytes_read, false, read),
+          human_size (d->bytes_new, false, added), d->chunks_total,
+          d->chunks_read, d->chunks_zero, d->chunks_kept, d->chunks_new, hex);
+}
+
+static void
+print_backup_text (const struct pullback_backup_result *res)
+{
+  size_t i;
+
+  printf ("point %" PRId64 ": %s backup of %s", res->point, res->mode, res->vm);
+  if (res->since)
+    printf (" since checkpoint %s", res->since);
+  if (res->parent > 0)
+    printf (" (parent %" PRId64 ")", res->parent);
+  if (res->checkpoint)
+    printf (", new checkpoint %s", res->checkpoint);
+  printf (", %zu %s in %.1f s\n", res->ndisks,
+          plural (res->ndisks, "disk", "disks"), res->seconds);
+  for (i = 0; i < res->ndisks; i++)
+    print_backup_disk (&res->disks[i]);
+}
+
+static int
+take_backup (const struct cli *c, const struct backup_args *a,
+             struct pullback_backup_result **res)
+{
+  CLEANUP_REPO struct pullback_repo *r = NULL;
+  CLEANUP_FREE struct pullback_disk_spec *specs = disk_specs (a);
+  struct progress p;
+  struct pullback_backup_opts opts = {
+    .vm = a->vm, .disks = specs, .ndisks = a->disks.n,
+    .checkpoint = a->checkpoint, .since = a->since,
+    .fallback_full = a->fallback_full,
+    .progress = progress_update, .progress_opaque = &p,
+  };
+  int ret;
+
+  if (specs == NULL || (r = pullback_repo_open (a->repo)) == NULL)
+    return -1;
+  progress_start (&p, c, "backing up");
+  ret = pullback_backup (r, &opts, res);
+  progress_end (&p);
+  return ret;
+}
+
+/* Check, back up, print; A's lists are freed by the caller. */
+static int
+backup_command (const struct cli *c, const struct backup_args *a)
+{
+  struct pullback_backup_result *res = NULL;
+  int rc;
+
+  if ((rc = check_syntax (c, a)) != 0 || (rc = check_bitmaps (c, a)) != 0)
+    return rc;
+  if (take_backup (c, a, &res) == -1)
+    return report_error (c);
+  /* The reason says what happened ("... took a full backup instead"):
+   * an administrator reading the journal needs it, even with --quiet. */
+  if (res->fallback_reason)
+    warning ("%s", res->fallback_reason);
+  if (c->json)
+    print_backup_json (res);
+  else if (!c->quiet)
+    print_backup_text (res);
+  pullback_backup_result_free (res);
+  return 0;
+}
+
+static int
+run_backup (const struct command *cmd, int argc, char **argv)
+{
+  struct cli c = { 0 };
+  struct backup_args a = { 0 };
+  int rc, first;
+
+  rc = parse_options (cmd, &c, argc, argv, backup_option, &a, &first);
+  if (rc == OPTS_CONTINUE)
+    rc = backup_command (&c, &a);
+  pair_list_free (&a.disks);
+  pair_list_free (&a.bitmaps);
+  return rc;
+}
+
+static const struct option backup_options[] = {
+  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTION_VM,
+  { "disk", required_argument, NULL, OPT_DISK },
+  { "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
+  { "since", required_argument, NULL, OPT_SINCE },
+  { "bitmap", required_argument, NULL, OPT_BITMAP },
+  { "fallback-full", no_argument, NULL, OPT_FALLBACK_FULL },
+  OPTION_END
+};
+
+const struct command cmd_backup = {
+  .name = "backup",
+  .summary = "take a backup point of a VM from its NBD exports",
+  .synopsis =
+  "pullback backup --repo DIR --vm NAME --disk NAME=URI [--disk NAME=URI...]\n"
+  "                [--checkpoint NEW] [--since OLD --bitmap DISK=BITMAP...]\n"
+  "                [--fallback-full] [--json] [--quiet]",
+  .help =
+  "Read every disk of VM NAME from its NBD export and record one point in\n"
+  "the repository.  Without --since the backup is full; with --since it is\n"
+  "incremental and reads only the blocks in each disk's dirty bitmap.\n"
+  "Nothing is recorded unless every disk succeeds.\n"
+  "\n"
+  "Options:\n"
+  "  --repo DIR            the repository\n"
+  "  --vm NAME             the VM the point belongs to\n"
+  "  --disk NAME=URI       a disk and its NBD URI (repeat for every disk)\n"
+  "  --checkpoint NEW      the checkpoint created with this backup job; a\n"
+  "                        later --since NEW is based on this point\n"
+  "  --since OLD           incremental since checkpoint OLD\n"
+  "  --bitmap DISK=BITMAP  the dirty bitmap exported for DISK (needed for\n"
+  "                        every disk with --since)\n"
+  "  --fallback-full       if the repository does not know OLD, take a full\n"
+  "                        backup (with a warning) instead of failing\n"
+  "  --json                print the result as one JSON object\n"
+  "  --quiet               no progress line, no text on success\n"
+  "  --help                show this help\n"
+  "\n"
+  "Example:\n"
+  "  pullback backup --repo /srv/backup/repo --vm web01 \\\n"
+  "      --disk 'vda=nbd+unix:///vda?socket=/run/web01-backup.sock' \\\n"
+  "      --since cp-1 --bitmap vda=backup-cp-1 --checkpoint cp-2\n",
+  .longopts = backup_options,
+  .run = run_backup,
+};

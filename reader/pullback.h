@@ -19,6 +19,7 @@
 #include "errors.h"
 
 #define PULLBACK_DIGEST_LEN 32
+#define PULLBACK_DEFAULT_CHUNK_SIZE (256u * 1024)  /* = STORE_DEFAULT_CHUNK_SIZE */
 
 struct pullback_repo;
 

@@ -146,6 +146,8 @@ check_chunks (struct verify *v, const struct catalog_disk *d,
     store_zero_id (v->r->store, len, &zero);
     if (memcmp (id.b, zero.b, STORE_ID_LEN) != 0)
       r = check_object (&id, v);
+    if (v->progress)
+      v->progress (v->opaque, d->name, i * d->chunk_size + len, d->size);
   }
   EVP_DigestFinal_ex (ctx, digest, NULL);
   EVP_MD_CTX_free (ctx);
@@ -207,12 +209,9 @@ check_point (struct verify *v, const struct catalog_point *p)
   v->point = p->id;
   if (check_record (v, p) == -1)
     return -1;
-  for (i = 0; i < p->ndisks; i++) {
-    if (v->progress)
-      v->progress (v->opaque, p->disks[i].name, i, p->ndisks);
+  for (i = 0; i < p->ndisks; i++)
     if (check_disk (v, &p->disks[i]) == -1)
       return -1;
-  }
   v->res->points_checked++;
   return 0;
 }
