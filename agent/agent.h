@@ -20,10 +20,6 @@
 
 #include "pullback.h"
 
-/* The chunk size 'pullback digest' reports when neither --repo nor
- * --chunk-size is given.  The library owns the default; until pullback.h
- * exports it, mirror the documented value (docs/FORMAT.md). */
-
 /* ---- Commands ---- */
 
 struct command;
