@@ -1,7 +1,7 @@
 /* pullback - catalog/schema.c: the catalog's schema, its version, and the
  * connection settings every handle runs with.
  *
- * docs/FORMAT-catalog.md describes the same schema for readers of the file;
+ * docs/FORMAT.md (part 4) describes the same schema for readers of the file;
  * keep the two in step.  The schema is created in one transaction, so a
  * crash during catalog_create leaves either nothing usable (the caller
  * removes the file) or a complete catalog, never half a schema.

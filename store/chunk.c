@@ -1,6 +1,6 @@
 /* pullback - store/chunk.c: encode and decode the object container.
  *
- * Layout (docs/FORMAT-store.md has the authoritative description):
+ * Layout (docs/FORMAT.md (part 1) has the authoritative description):
  *
  *   0  4  magic "PBCK"
  *   4  1  version (1)

@@ -1,7 +1,7 @@
 /* pullback - store/chunk.h: the container every stored object is wrapped in.
  *
  * Chunks, chunk-map nodes and records all share one byte layout (described
- * exactly in docs/FORMAT-store.md): a fixed 24-byte little-endian header
+ * exactly in docs/FORMAT.md (part 1)): a fixed 24-byte little-endian header
  * followed by the payload, which is either the plain bytes or one zstd
  * frame.  The header carries a checksum over header and payload, so that a
  * flipped bit or a truncated object is caught before zstd ever sees it.

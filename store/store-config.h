@@ -1,7 +1,7 @@
 /* pullback - store/store-config.h: the store's "config" object.
  *
  * The first thing read when a store is opened, and the only object that is
- * plain JSON rather than a container (docs/FORMAT-store.md, section 3): it
+ * plain JSON rather than a container (docs/FORMAT.md part 1, section 3): it
  * says what the store is, which version and id scheme it uses, its chunk
  * size and its uuid.  Kept apart from store.c so that the validation of
  * this one untrusted document is in one place.

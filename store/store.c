@@ -3,7 +3,7 @@
  * This is where ids and object keys live; the container byte layout is
  * chunk.c's business, the "config" object store-config.c's, and the files
  * the backend's.  Only objstore_*() is used to reach the data, so a RADOS
- * backend can slot in under unchanged code.  docs/FORMAT-store.md
+ * backend can slot in under unchanged code.  docs/FORMAT.md (part 1)
  * describes the result.
  *
  * Keys:  "config"                   the store config (plain JSON)

@@ -5,7 +5,7 @@
  * private temporary directory (test_start / test_end), whole-file I/O for
  * damaging objects behind the store's back, deterministic content
  * generators, and an independent implementation of the documented
- * container checksum (docs/FORMAT-store.md, 4.2).
+ * container checksum (docs/FORMAT.md part 1, 4.2).
  */
 #ifndef PB_TEST_COMMON_H
 #define PB_TEST_COMMON_H

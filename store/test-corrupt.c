@@ -7,7 +7,7 @@
  * object under the wrong key, a record where a chunk should be, a missing
  * object.  Each must fail with PB_E_CORRUPT and a message naming the
  * object and the problem.  Also checks the on-disk layout of fresh objects
- * field by field against docs/FORMAT-store.md.  Prints one line per
+ * field by field against docs/FORMAT.md (part 1).  Prints one line per
  * check; exit 0 pass, 1 fail.
  */
 #include <config.h>
