@@ -190,10 +190,12 @@ parse_chunk_size (const char *arg, uint32_t *out)
 
   if (parse_size (arg, &v) == -1)
     return -1;
-  /* The library checks the allowed range; this only keeps the value from
-   * being silently truncated on its way there. */
-  if (v > UINT32_MAX) {
-    set_error (PB_E_USAGE, 0, "chunk size '%s' is too large", arg);
+  /* The library checks the allowed range; this keeps the value from being
+   * silently truncated on its way there, and 0 (the library's "default")
+   * from passing for a size. */
+  if (v == 0 || v > UINT32_MAX) {
+    set_error (PB_E_USAGE, 0, "chunk size '%s' is not a power of two from "
+               "64 KiB to 16 MiB", arg);
     return -1;
   }
   *out = (uint32_t) v;

@@ -196,13 +196,15 @@ read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
 
   if (reader_read_chunk (dw->plan, i, dw->b->buf, len, &nread) == -1)
     return -1;
+  /* A chunk read and found to be zero counts as zero, not as read: the
+   * counters partition the chunks (read + zero + kept = total). */
   dw->dr->bytes_read += nread;
-  dw->dr->chunks_read++;
   if (is_zero (dw->b->buf, len)) {
     store_zero_id (s, len, id);
     dw->dr->chunks_zero++;
     return 0;
   }
+  dw->dr->chunks_read++;
   store_id_of (s, dw->b->buf, len, id);
   r = store_put_chunk (s, id, dw->b->buf, len, &stored);
   if (r == 1) {

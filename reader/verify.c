@@ -84,6 +84,23 @@ is_damage (void)
   return c == PB_E_CORRUPT || c == PB_E_NOTFOUND || c == PB_E_IO;
 }
 
+/* What is wrong with object ID, without the "chunk ID: " the store's
+ * message starts with (the problem names the chunk already). */
+static const char *
+damage_of (const store_id *id)
+{
+  const char *msg = pb_get_error ();
+  char hex[2 * STORE_ID_LEN + 1], prefix[2 * STORE_ID_LEN + 16];
+
+  if (pb_get_errno () == ENOENT)
+    return "missing";
+  store_id_hex (id, hex);
+  snprintf (prefix, sizeof prefix, "chunk %s: ", hex);
+  if (strncmp (msg, prefix, strlen (prefix)) == 0)
+    msg += strlen (prefix);
+  return msg;
+}
+
 static int
 check_object (const store_id *id, void *opaque)
 {
@@ -104,7 +121,7 @@ check_object (const store_id *id, void *opaque)
     v->res->bytes_checked += len;
     return 0;
   }
-  if (!is_damage () || add_problem (v, id, pb_get_error ()) == -1)
+  if (!is_damage () || add_problem (v, id, damage_of (id)) == -1)
     return -1;
   *slot = v->res->nproblems;
   return 0;
