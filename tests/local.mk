@@ -1,2 +1,32 @@
-# tests/: shell integration tests against real qemu-nbd, QEMU and libvirtd.
-EXTRA_DIST += tests/functions.sh tests/run-one
+# tests/: shell integration tests against real qemu-nbd, nbdkit, QEMU and
+# libvirtd.  Each runs through tests/run-one (LOG_COMPILER) and sources
+# tests/functions.sh; see README.md for what each one proves.
+TESTS += \
+	tests/test-offline-chain.sh \
+	tests/test-live-qemu.sh \
+	tests/test-libvirt.sh \
+	tests/test-dedup.sh \
+	tests/test-resize.sh \
+	tests/test-bad-input.sh \
+	tests/test-corruption.sh \
+	tests/test-no-allocation.sh \
+	tests/test-demo.sh
+
+EXTRA_DIST += \
+	tests/functions.sh tests/run-one tests/qmp.py tests/demo.sh \
+	tests/test-offline-chain.sh \
+	tests/test-live-qemu.sh \
+	tests/test-libvirt.sh \
+	tests/test-dedup.sh \
+	tests/test-resize.sh \
+	tests/test-bad-input.sh \
+	tests/test-corruption.sh \
+	tests/test-no-allocation.sh \
+	tests/test-demo.sh \
+	setup.sh .ci/run README.md
+
+# Scratch directories of failed tests (kept for inspection).
+clean-local: clean-tests-tmp
+clean-tests-tmp:
+	-rm -rf $(builddir)/tests/*.tmp
+.PHONY: clean-tests-tmp

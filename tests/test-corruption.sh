@@ -1,0 +1,119 @@
+#!/bin/bash
+# test-corruption.sh - damaged and missing chunks are found by verify and by
+# restore, named with the points that need them, and never produce a
+# half-written image.
+#
+# Set-up: VM vm1 with points P1 (full), P2 (incremental writing chunk X =
+# 0x22... and chunk Y = 0x33...), P3 (incremental overwriting X, keeping Y);
+# VM vm2 with P4 (unrelated data).  Then one byte of X's chunk file is
+# flipped and Y's chunk file is deleted (found under DIR/store/chunks by its
+# id = SHA-256 of its content).
+#
+# Proves:
+#  - verify exits 7, its JSON names X (needed by P2 only) and Y (needed by
+#    P2 and P3) with the points; its text output names them too; verify of
+#    an unaffected point alone passes;
+#  - restore of P2 and of P3 exits 7 naming a damaged chunk, and leaves no
+#    target (raw or qcow2) and no stray file behind;
+#  - the unaffected points P1 and P4 still restore exactly.
+source "$(dirname "$0")/functions.sh"
+requires qemu-img qemu-io qemu-nbd python3
+
+IMG=$T/disk.qcow2 IMG2=$T/disk2.qcow2 REPO=$T/repo SIZE=$((64 * M))
+
+backup() { # IMAGE VM OUT [options]
+  local img=$1 vm=$2 out=$3
+  shift 3
+  start_qemu_nbd vda -r -f qcow2 ${BITMAP:+-B "$BITMAP"} "$img"
+  pullback backup --repo "$REPO" --vm "$vm" --disk "vda=$(nbd_uri vda)" "$@" --json >"$out"
+  stop_server vda
+}
+
+step "points P1 (full), P2 (adds X and Y), P3 (overwrites X) of vm1; P4 of vm2"
+pullback init --repo "$REPO"
+randfile "$T/r1" $((4 * M))
+qemu-img create -q -f qcow2 "$IMG" "$SIZE"
+qio "$IMG" qcow2 "write -s $T/r1 0 $((4 * M))" "write -P 0x11 $((8 * M)) $((1 * M))"
+qemu-img bitmap --add --enable -f qcow2 "$IMG" cp1
+BITMAP= backup "$IMG" vm1 "$T/b1.json" --checkpoint cp1
+save_raw "$IMG" qcow2 "$T/p1.raw"
+P1=$(json_get "$T/b1.json" .point)
+pullback show --repo "$REPO" --point "$P1" --json >"$T/s1.json"
+CS=$(json_get "$T/s1.json" .disks[0].chunk_size)
+
+qio "$IMG" qcow2 "write -P 0x22 $((16 * M)) $CS" "write -P 0x33 $((20 * M)) $CS"
+qemu-img bitmap --add --enable -f qcow2 "$IMG" cp2
+BITMAP=cp1 backup "$IMG" vm1 "$T/b2.json" --since cp1 --bitmap vda=cp1 --checkpoint cp2
+P2=$(json_get "$T/b2.json" .point)
+
+qio "$IMG" qcow2 "write -P 0x44 $((16 * M)) $CS"
+qemu-img bitmap --add --enable -f qcow2 "$IMG" cp3
+BITMAP=cp2 backup "$IMG" vm1 "$T/b3.json" --since cp2 --bitmap vda=cp2 --checkpoint cp3
+P3=$(json_get "$T/b3.json" .point)
+
+randfile "$T/r2" $((2 * M))
+qemu-img create -q -f qcow2 "$IMG2" "$SIZE"
+qio "$IMG2" qcow2 "write -s $T/r2 $((32 * M)) $((2 * M))"
+BITMAP= backup "$IMG2" vm2 "$T/b4.json"
+save_raw "$IMG2" qcow2 "$T/p4.raw"
+P4=$(json_get "$T/b4.json" .point)
+pullback verify --repo "$REPO"
+
+step "damage: flip one byte of chunk X, delete chunk Y"
+pattern_id() { "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(bytes([int(sys.argv[1], 16)]) * int(sys.argv[2])).hexdigest())' "$1" "$2"; }
+X=$(pattern_id 0x22 "$CS") Y=$(pattern_id 0x33 "$CS")
+find "$REPO/store/chunks" -type f >"$T/chunkfiles"
+note "$(wc -l <"$T/chunkfiles") chunk files"
+XF=$(grep "/$X" "$T/chunkfiles" | head -n 1) YF=$(grep "/$Y" "$T/chunkfiles" | head -n 1)
+[ -n "$XF" ] && [ -n "$YF" ] || fail "chunk files for X=$X / Y=$Y not found under $REPO/store/chunks"
+note "X: $XF"
+note "Y: $YF"
+"$PYTHON" - "$XF" <<'EOF'
+import os, sys
+path = sys.argv[1]
+size = os.path.getsize(path)
+with open(path, "r+b") as f:
+    f.seek(size // 2)
+    b = f.read(1)
+    f.seek(size // 2)
+    f.write(bytes([b[0] ^ 0xff]))
+EOF
+rm -f "$YF"
+
+step "verify finds both, with the points that need them [7]"
+expect_fail 7 pullback verify --repo "$REPO" --json
+cp "$LAST_OUT" "$T/verify.json"
+cat "$T/verify.json"
+[ "$(json_get "$T/verify.json" .ok)" = false ] || fail "verify says ok"
+[ "$(json_get "$T/verify.json" '.problems|length')" = 2 ] || fail "expected 2 problems"
+[ "$(json_get "$T/verify.json" ".problems[chunk=$X].points")" = "[$P2]" ] || fail "chunk X: points"
+[ "$(json_get "$T/verify.json" ".problems[chunk=$Y].points")" = "[$P2,$P3]" ] || fail "chunk Y: points"
+[ "$(json_get "$T/verify.json" ".problems[chunk=$Y].what")" = missing ] || fail "chunk Y: what is not \"missing\""
+[ "$(json_get "$T/verify.json" ".problems[chunk=$X].what")" = "checksum mismatch" ] ||
+  fail "chunk X: what is not \"checksum mismatch\""
+[ "$(json_get "$T/verify.json" .catalog_ok)" = true ] || fail "catalog_ok"
+expect_fail 7 pullback verify --repo "$REPO"
+cat "$LAST_OUT" "$LAST_ERR" >"$T/verify.txt"
+grep -qx "chunk $X: checksum mismatch; needed by point $P2" "$T/verify.txt" &&
+  grep -qx "chunk $Y: missing; needed by points $P2, $P3" "$T/verify.txt" ||
+  fail "verify text does not list both chunks as docs/CLI.md shows: $(cat "$T/verify.txt")"
+expect_fail 7 pullback verify --repo "$REPO" --point "$P3" --json
+[ "$(json_get "$LAST_OUT" '.problems|length')" = 1 ] || fail "verify --point P3: expected only Y"
+pullback verify --repo "$REPO" --point "$P1"
+pullback verify --repo "$REPO" --point "$P4"
+
+step "restore of damaged points fails [7] and leaves nothing behind"
+mkdir "$T/out"
+for p in "$P2" "$P3"; do
+  for fmt in raw qcow2; do
+    expect_fail 7 pullback restore --repo "$REPO" --point "$p" --vm vm1 --disk vda --to "$T/out/r.$fmt" --format "$fmt"
+    grep -q "$Y\|$X" "$LAST_ERR" || fail "restore error does not name the chunk: $(cat "$LAST_ERR")"
+    [ -z "$(ls -A "$T/out")" ] || fail "restore of point $p ($fmt) left files: $(ls -A "$T/out")"
+  done
+done
+grep -q "$Y" "$LAST_ERR" || fail "restore of P3 must name Y"
+
+step "unaffected points still restore exactly"
+check_restore "$REPO" "$P1" vm1 vda "$T/p1.raw"
+check_restore "$REPO" "$P4" vm2 vda "$T/p4.raw"
+echo PASS
