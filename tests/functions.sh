@@ -445,7 +445,7 @@ for k in d["disks"]:
                    % (k["name"], r, z, kept, r + z + kept, t))
     if new > r:
         bad.append("disk %s: chunks_new %d > chunks_read %d" % (k["name"], new, r))
-sys.exit("; ".join(bad))
+sys.exit("; ".join(bad) if bad else 0)
 EOF
 }
 
