@@ -15,3 +15,9 @@ reader_test_plan_SOURCES = reader/test-plan.c
 reader_test_plan_LDADD = libpullback.la
 reader_test_maptree_SOURCES = reader/test-maptree.c
 reader_test_maptree_LDADD = libpullback.la
+
+# A fake NBD server sending malformed extents (forked by the test).
+check_PROGRAMS += reader/test-extents
+TESTS += reader/test-extents
+reader_test_extents_SOURCES = reader/test-extents.c
+reader_test_extents_LDADD = libpullback.la

@@ -71,7 +71,8 @@ struct reader_run {
 struct reader_plan;
 
 /* CHUNK_SIZE: a power of two.  BITMAP_CTX: NULL for a full backup, else the
- * connection must have been made with that bitmap; chunks with any dirty
+ * connection must have been made with that bitmap (its name or its
+ * "qemu:dirty-bitmap:NAME" context are accepted); chunks with any dirty
  * byte are READ (or ZERO if entirely zero), others KEEP.
  * PARENT_SIZE (incremental only): the disk's size at the parent point;
  * chunks at or beyond the parent's last (possibly partial) chunk are
@@ -82,17 +83,35 @@ void reader_plan_free (struct reader_plan *p);  /* accepts NULL */
 
 /* Next run.  Returns 1 with *RUN filled, 0 at the end, -1 on error.
  * Extents that are zero-length, overlapping, unordered or beyond the
- * export size are an error (PB_E_NBD, "server sent ..."). */
+ * export size are an error (PB_E_NBD, "server sent ...").
+ * Runs are as long as consecutive chunks agree, except that a READ run
+ * ends where the plan's block status window (1 GiB) ends.  After -1 the
+ * call may be retried: nothing of the failed run was consumed.
+ * A plan is not thread-safe; use one thread per plan. */
 int reader_plan_next (struct reader_plan *p, struct reader_run *run);
 
 /* Read chunk INDEX into BUF (LEN = its length: chunk size, or less for the
  * last chunk), reading only the parts base:allocation does not report as
- * zero and memset()ing the rest.  *READ = payload bytes fetched over NBD. */
+ * zero and memset()ing the rest.  *READ = payload bytes fetched over NBD.
+ * Works for any chunk; for chunks of the most recently yielded run it
+ * costs no block status request unless the chunk mixes data and zeros. */
 int reader_read_chunk (struct reader_plan *p, uint64_t index,
                        void *buf, size_t len, uint64_t *read);
 
 /* The meta contexts the server offers for this export (for messages);
- * a malloc'd ", "-separated string. */
+ * a malloc'd ", "-separated string.  (Listed once while connecting, on the
+ * same connection: a second connection would hang on a qemu-nbd serving
+ * one client, its default, and on socket-activated images.) */
 char *reader_list_contexts (struct reader_conn *c);
+
+/* ---- Shared by nbd.c and plan.c only (not for other modules) ---- */
+struct nbd_handle;
+struct nbd_handle *reader_handle (struct reader_conn *c);
+/* "export 'URI'" or "image 'PATH'", for messages. */
+const char *reader_name (struct reader_conn *c);
+/* "qemu:dirty-bitmap:NAME" if connected with a bitmap, else NULL. */
+const char *reader_bitmap_context (struct reader_conn *c);
+/* set_error (PB_E_NBD, ...) "WHAT NAME at offset OFF: libnbd's message". */
+void reader_nbd_error (struct reader_conn *c, const char *what, uint64_t off);
 
 #endif /* PB_READER_NBD_H */
