@@ -26,7 +26,12 @@ mkdir -p "$W"; cd "$W"
 
 secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {print b - a}'; }
 mbps() { awk -v n="$1" -v t="$2" 'BEGIN {printf "%d", n / 1048576 / t}'; }
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print(eval('d$2'))"; }
+json() { # FILE dotted.path (list indices as numbers)
+  python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    d = d[int(k)] if k.isdigit() else d[k]
+print(d)' "$1" "$2"; }
 
 
 # Fill stripes with real file content through qemu-nbd (qemu-img dd cannot
@@ -38,7 +43,7 @@ fill_image() {
     xargs cat 2>/dev/null | head -c $((GIB << 29)) > sys.bin || true
   head -c $((GIB << 28)) /dev/urandom > rnd.bin
   ssz=$(stat -c %s sys.bin); rsz=$(stat -c %s rnd.bin)
-  qemu-nbd -f qcow2 --socket="$W/w.sock" --fork --pid-file="$W/w.pid" disk.qcow2
+  qemu-nbd -f qcow2 --persistent --socket="$W/w.sock" --fork --pid-file="$W/w.pid" disk.qcow2
   for ((i = 0; i < n; i++)); do
     case $((i % 4)) in
       0|1) off=$(( (i / 4 * 2 + i % 4) * stripe % (ssz - stripe) )); f=sys.bin ;;
@@ -54,7 +59,7 @@ fill_image() {
 
 serve() { # $1: bitmap or empty
   [ -n "$NBDPID" ] && kill "$NBDPID" && sleep 0.3
-  qemu-nbd -r -f qcow2 ${1:+-B "$1"} --socket="$W/nbd.sock" --fork --pid-file="$W/nbd.pid" disk.qcow2
+  qemu-nbd -r -f qcow2 --persistent ${1:+-B "$1"} --socket="$W/nbd.sock" --fork --pid-file="$W/nbd.pid" disk.qcow2
   NBDPID=$(cat nbd.pid)
 }
 
@@ -91,8 +96,8 @@ for _ in range(2000): print('write -P 0x5a %d 4096' % (random.randrange(0, $GIB 
   kill "$NBDPID"; NBDPID=
   cat=$(( $(du -sk repo/catalog.db* | awk '{s += $1} END {print s}') ))
   printf '| %s | %.2f | %s | %d | %.2f | %d | %d | %d | %.2f (%s) | %.2f (%s) |\n' "$cs" "$tf" "$(mbps "$DATA" "$tf")" \
-    $(( $(json full.json "['disks'][0]['bytes_new']") >> 20 )) "$ti" \
-    $(( $(json inc.json "['disks'][0]['bytes_read']") >> 10 )) \
-    $(( $(json inc.json "['disks'][0]['bytes_new']") >> 10 )) "$cat" \
+    $(( $(json full.json disks.0.bytes_new) >> 20 )) "$ti" \
+    $(( $(json inc.json disks.0.bytes_read) >> 10 )) \
+    $(( $(json inc.json disks.0.bytes_new) >> 10 )) "$cat" \
     "$tr" "$(mbps "$DATA" "$tr")" "$tq" "$(mbps "$DATA" "$tq")"
 done
