@@ -10,7 +10,8 @@ TESTS += \
 	tests/test-bad-input.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
-	tests/test-demo.sh
+	tests/test-demo.sh \
+	tests/test-blockdev.sh
 
 EXTRA_DIST += \
 	tests/functions.sh tests/run-one tests/qmp.py tests/demo.sh \
@@ -23,6 +24,7 @@ EXTRA_DIST += \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
+	tests/test-blockdev.sh \
 	setup.sh .ci/run README.md
 
 # Scratch directories of failed tests (kept for inspection).
