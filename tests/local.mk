@@ -11,7 +11,8 @@ TESTS += \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
-	tests/test-blockdev.sh
+	tests/test-blockdev.sh \
+	tests/test-multidisk.sh
 
 EXTRA_DIST += \
 	tests/functions.sh tests/run-one tests/qmp.py tests/demo.sh \
@@ -25,6 +26,7 @@ EXTRA_DIST += \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
 	tests/test-blockdev.sh \
+	tests/test-multidisk.sh \
 	setup.sh .ci/run README.md
 
 # Scratch directories of failed tests (kept for inspection).
