@@ -92,6 +92,25 @@ reply_context (int fd, uint32_t opt, uint32_t id, const char *name)
 
 static const char *const names[3] = { "", "base:allocation",
                                       "qemu:dirty-bitmap:bm" };
+/* Unaligned big-endian loads from protocol buffers (no casts: UB). */
+static uint32_t
+get_be32 (const void *p)
+{
+  uint32_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be32toh (v);
+}
+
+static uint16_t
+get_be16 (const void *p)
+{
+  uint16_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be16toh (v);
+}
+
 static bool ctx_on[3];      /* contexts set on this connection */
 
 /* Answer the queries in DATA (export name, count, names); no query
@@ -101,14 +120,14 @@ meta_context (int fd, uint32_t opt, const char *data, uint32_t n)
 {
   uint32_t len, count, pos;
 
-  if (n < 8 || (len = be32toh (*(uint32_t *) data)) > n - 8)
+  if (n < 8 || (len = get_be32 (data)) > n - 8)
     _exit (1);
-  count = be32toh (*(uint32_t *) (data + 4 + len));
+  count = get_be32 (data + 4 + len);
   pos = 8 + len;
   for (int id = 1; id <= 2; id++)
     ctx_on[id] = count == 0;
   for (uint32_t q = 0; q < count && pos + 4 <= n; q++) {
-    len = be32toh (*(uint32_t *) (data + pos));
+    len = get_be32 (data + pos);
     for (int id = 1; id <= 2; id++)
       if (len == strlen (names[id]) && pos + 4 + len <= n
           && memcmp (data + pos + 4, names[id], len) == 0)
@@ -149,7 +168,7 @@ handshake (int fd, char *mode, size_t modelen)
       meta_context (fd, be32toh (h[2]), data, n);
       break;
     case 7: {                   /* GO */
-      uint32_t len = be32toh (*(uint32_t *) data);
+      uint32_t len = get_be32 (data);
       uint64_t size = 0;
       uint16_t info[6] = { 0 };
       snprintf (mode, modelen, "%.*s", (int) MIN (len, modelen - 1), data + 4);
@@ -273,7 +292,7 @@ serve (int fd)
   if (handshake (fd, mode, sizeof mode) == -1)
     return;
   while (get (fd, req, 28) == 0) {
-    uint16_t type = be16toh (*(uint16_t *) (req + 6));
+    uint16_t type = get_be16 (req + 6);
     uint64_t handle, off;
     uint32_t len;
     memcpy (&handle, req + 8, 8);
