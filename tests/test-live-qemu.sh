@@ -10,6 +10,8 @@
 # "vda" (with qemu:dirty-bitmap:backup-vda for the incremental).
 #
 # Proves:
+#  - a restore onto the image a running QEMU holds is refused (exit 8), even
+#    with --force, and leaves it untouched;
 #  - guest writes made through the virtio device before and DURING a backup
 #    do not change what pullback backs up: restored images hold the
 #    point-in-time patterns, not the concurrent ones;
@@ -146,6 +148,13 @@ check_patterns "$T/restore-live-vda-$P2.qcow2" qcow2 "0xab 0 $((1 * M))" "0x11 $
   "0xae $((50 * M)) $((64 * K))" "0xac $((100 * M)) $((64 * K))" "0x12 $((100 * M + 64 * K)) $((448 * K))" \
   "0 $((100 * M + 512 * K)) $((64 * K))" "0x12 $((100 * M + 576 * K)) $((448 * K))" \
   "0 $((200 * M)) $((64 * K))" "0xc2 $((300 * M + 4 * K)) $((8 * K))" "0xc3 $((SIZE - 512)) 512"
+
+step "restoring onto the disk the running QEMU has open is refused, even with --force"
+SUM=$(sha256sum <"$IMG")
+expect_fail 8 pullback restore --repo "$REPO" --point "$P1" --vm live --disk vda --to "$IMG" \
+  --format qcow2 --force
+expect_err "locked"
+[ "$(sha256sum <"$IMG")" = "$SUM" ] || fail "a refused restore changed the running VM's disk"
 
 step "clean shutdown keeps checkpoint cp2; offline incremental since cp2"
 quit_qemu
