@@ -90,7 +90,8 @@ void catalog_points_free (struct catalog_point **points, size_t n);
 int catalog_find_checkpoint (struct catalog *c, const char *vm,
                              const char *checkpoint, int64_t *id);
 
-/* The newest point of VM; -1 PB_E_NOTFOUND if VM has none. */
+/* The newest point of VM (VM == NULL: of all VMs); -1 PB_E_NOTFOUND if
+ * there is none. */
 int catalog_latest_point (struct catalog *c, const char *vm, int64_t *id);
 
 /* Map-tree nodes, content-addressed: put is INSERT OR IGNORE. */

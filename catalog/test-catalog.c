@@ -27,27 +27,9 @@
 #include "util.h"
 
 #include "catalog.h"
+#include "test.h"
 
 static char dir[256];
-static unsigned failures;
-
-static void __attribute__ ((format (printf, 2, 3)))
-check (bool ok, const char *fmt, ...)
-{
-  va_list ap;
-
-  printf ("%s: ", ok ? "PASS" : "FAIL");
-  va_start (ap, fmt);
-  vprintf (fmt, ap);
-  va_end (ap);
-  if (!ok) {
-    printf (" [last error: class %d: %s]",
-            pb_get_errclass (), pb_get_error ());
-    failures++;
-  }
-  putchar ('\n');
-  fflush (stdout);
-}
 
 /* The last error has class CLS and its message contains WANT. */
 static bool
@@ -595,6 +577,5 @@ main (void)
   test_check_rows ();
   test_check_damaged ();
   nftw (dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-  printf ("%s: %u failure(s)\n", failures ? "FAIL" : "PASS", failures);
-  return failures ? 1 : 0;
+  return test_summary ();
 }

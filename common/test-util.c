@@ -10,15 +10,9 @@
 
 #include "cleanup.h"
 #include "errors.h"
+#include "test.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do {                                   \
-    if (cond) printf ("ok: " __VA_ARGS__);                      \
-    else { printf ("FAIL: " __VA_ARGS__); failures++; }         \
-    printf ("\n");                                              \
-  } while (0)
 
 static void
 test_errors (void)
@@ -121,6 +115,5 @@ main (void)
   test_sizes ();
   test_bytes ();
   test_files ();
-  printf ("%s\n", failures ? "FAILED" : "PASSED");
-  return failures ? 1 : 0;
+  return test_summary ();
 }

@@ -38,12 +38,6 @@ len_of (struct digest *dg, uint64_t i)
   return MIN ((uint64_t) dg->cs, dg->size - i * dg->cs);
 }
 
-static void
-id_of (struct digest *dg, const void *buf, size_t len, store_id *id)
-{
-  store_id_of (dg->s, buf, len, id);
-}
-
 static const store_id *
 zero_of (struct digest *dg, size_t len)
 {
@@ -64,7 +58,7 @@ chunk_digest (struct digest *dg, enum reader_kind kind, uint64_t i)
   else if (is_zero (dg->buf, len))
     id = *zero_of (dg, len);
   else
-    id_of (dg, dg->buf, len, &id);
+    store_id_of (dg->s, dg->buf, len, &id);
   EVP_DigestUpdate (dg->ctx, id.b, STORE_ID_LEN);
   return check_interrupt ();
 }
@@ -78,8 +72,8 @@ walk (struct digest *dg, struct reader_conn *c, uint8_t digest[32])
 
   dg->size = reader_size (c);
   memset (dg->buf, 0, dg->cs);
-  id_of (dg, dg->buf, dg->cs, &dg->zero_full);
-  id_of (dg, dg->buf, dg->size % dg->cs, &dg->zero_tail);
+  store_id_of (dg->s, dg->buf, dg->cs, &dg->zero_full);
+  store_id_of (dg->s, dg->buf, dg->size % dg->cs, &dg->zero_tail);
   dg->plan = reader_plan_new (c, dg->cs, NULL, 0);
   if (dg->plan == NULL)
     return -1;

@@ -223,25 +223,6 @@ parse_point_id (const char *spec, int64_t *id)
   return 0;
 }
 
-/* The newest point of all VMs. */
-static int
-latest_of_all (struct pullback_repo *r, int64_t *id)
-{
-  struct catalog_point **pts;
-  size_t n;
-
-  if (catalog_list_points (r->cat, NULL, &pts, &n) == -1)
-    return -1;
-  if (n == 0) {
-    catalog_points_free (pts, n);
-    set_error (PB_E_NOTFOUND, 0, "the repository has no points");
-    return -1;
-  }
-  *id = pts[n - 1]->id;
-  catalog_points_free (pts, n);
-  return 0;
-}
-
 int
 pullback_resolve_point (struct pullback_repo *r, const char *spec,
                         const char *vm, int64_t *id)
@@ -250,8 +231,7 @@ pullback_resolve_point (struct pullback_repo *r, const char *spec,
   int ok;
 
   if (strcmp (spec, "latest") == 0) {
-    if (vm == NULL)
-      return latest_of_all (r, id);
+    /* VM == NULL: the newest point of all VMs. */
     if (catalog_latest_point (r->cat, vm, id) == -1) {
       pb_set_errclass (PB_E_NOTFOUND);
       return -1;

@@ -28,16 +28,7 @@
 #include "errors.h"
 #include "util.h"
 #include "nbd.h"
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "%s:%d: FAIL: %s\n  last error: [%d] %s\n",     \
-               __FILE__, __LINE__, #cond, pb_get_errclass (),           \
-               pb_get_error ());                                        \
-      exit (1);                                                         \
-    }                                                                   \
-  } while (0)
+#include "test.h"
 
 #define KiB 1024ull
 #define MiB (1024 * KiB)
@@ -317,10 +308,10 @@ start_server (void)
 
   snprintf (sock, sizeof sock, "%s/fake.sock", tmp);
   snprintf (addr.sun_path, sizeof addr.sun_path, "%s", sock);
-  CHECK (lfd >= 0 && bind (lfd, (struct sockaddr *) &addr, sizeof addr) == 0);
-  CHECK (listen (lfd, 8) == 0);
+  REQUIRE (lfd >= 0 && bind (lfd, (struct sockaddr *) &addr, sizeof addr) == 0);
+  REQUIRE (listen (lfd, 8) == 0);
   server = fork ();
-  CHECK (server >= 0);
+  REQUIRE (server >= 0);
   if (server > 0) {
     close (lfd);
     return;
@@ -357,7 +348,7 @@ connect_mode (const char *mode, const char *bitmap)
 
   snprintf (uri, sizeof uri, "nbd+unix:///%s?socket=%s", mode, sock);
   c = reader_connect (uri, bitmap);
-  CHECK (c != NULL && reader_size (c) == export_size (mode));
+  REQUIRE (c != NULL && reader_size (c) == export_size (mode));
   return c;
 }
 
@@ -368,11 +359,11 @@ expect_invalid (const char *mode, const char *bitmap, const char *what)
   struct reader_plan *p = reader_plan_new (c, 256 * KiB, bitmap, 4 * MiB);
   struct reader_run run;
 
-  CHECK (p != NULL);
-  CHECK (reader_plan_next (p, &run) == -1);
-  CHECK (pb_get_errclass () == PB_E_NBD);
-  CHECK (strstr (pb_get_error (), "server sent"));
-  CHECK (strstr (pb_get_error (), what));
+  REQUIRE (p != NULL);
+  REQUIRE (reader_plan_next (p, &run) == -1);
+  REQUIRE (pb_get_errclass () == PB_E_NBD);
+  REQUIRE (strstr (pb_get_error (), "server sent"));
+  REQUIRE (strstr (pb_get_error (), what));
   reader_plan_free (p);
   reader_close (c);
 }
@@ -397,21 +388,21 @@ test_short (bool incr)
   static uint8_t buf[512 * KiB];
   uint64_t next = 0, got;
 
-  CHECK (p != NULL);
+  REQUIRE (p != NULL);
   while (reader_plan_next (p, &run) == 1) {
-    CHECK (run.first == next);
+    REQUIRE (run.first == next);
     for (uint64_t i = run.first; i < run.first + run.count; i++) {
-      CHECK (run.kind == short_kind (i, incr));
+      REQUIRE (run.kind == short_kind (i, incr));
       if (run.kind != READER_READ)
         continue;
-      CHECK (reader_read_chunk (p, i, buf, sizeof buf, &got) == 0);
-      CHECK (got == 256 * KiB && is_zero (buf + 256 * KiB, 256 * KiB));
-      CHECK (buf[0] == (uint8_t) ((i * 1024) | 1));
-      CHECK (buf[256 * KiB - 1] == (uint8_t) ((i * 1024 + 511) | 1));
+      REQUIRE (reader_read_chunk (p, i, buf, sizeof buf, &got) == 0);
+      REQUIRE (got == 256 * KiB && is_zero (buf + 256 * KiB, 256 * KiB));
+      REQUIRE (buf[0] == (uint8_t) ((i * 1024) | 1));
+      REQUIRE (buf[256 * KiB - 1] == (uint8_t) ((i * 1024 + 511) | 1));
     }
     next += run.count;
   }
-  CHECK (next == 8);
+  REQUIRE (next == 8);
   reader_plan_free (p);
   reader_close (c);
 }
@@ -434,14 +425,14 @@ test_beyond (void)
     { 2048, 1, READER_READ } };
   struct reader_run run;
 
-  CHECK (p != NULL && q != NULL);
+  REQUIRE (p != NULL && q != NULL);
   for (size_t i = 0; i < 5; i++) {
-    CHECK (reader_plan_next (p, &run) == 1 && run.first == full[i].first
+    REQUIRE (reader_plan_next (p, &run) == 1 && run.first == full[i].first
            && run.count == full[i].count && run.kind == full[i].kind);
-    CHECK (reader_plan_next (q, &run) == 1 && run.first == incr[i].first
+    REQUIRE (reader_plan_next (q, &run) == 1 && run.first == incr[i].first
            && run.count == incr[i].count && run.kind == incr[i].kind);
   }
-  CHECK (reader_plan_next (p, &run) == 0 && reader_plan_next (q, &run) == 0);
+  REQUIRE (reader_plan_next (p, &run) == 0 && reader_plan_next (q, &run) == 0);
   reader_plan_free (p);
   reader_plan_free (q);
   reader_close (c);
@@ -457,7 +448,7 @@ on_alarm (int sig)
 int
 main (void)
 {
-  CHECK (mkdtemp (tmp) != NULL);
+  REQUIRE (mkdtemp (tmp) != NULL);
   atexit (cleanup);
   signal (SIGALRM, on_alarm);
   alarm (120);

@@ -18,16 +18,10 @@
 #include <openssl/rand.h>
 
 #include "errors.h"
+#include "test.h"
 #include "internal.h"
 #include "maptree.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do {                                   \
-    if (cond) printf ("ok: " __VA_ARGS__);                      \
-    else { printf ("FAIL: " __VA_ARGS__); failures++; }         \
-    printf ("\n");                                              \
-  } while (0)
 
 struct tree {
   store_id root;
@@ -180,7 +174,6 @@ main (void)
   pullback_repo_close (r);
   snprintf (cmd, sizeof cmd, "rm -rf %s", dir);
   if (system (cmd) != 0)
-    failures++;
-  printf ("%s\n", failures ? "FAILED" : "PASSED");
-  return failures ? 1 : 0;
+    test_failures++;
+  return test_summary ();
 }

@@ -29,20 +29,11 @@
 #include "errors.h"
 #include "util.h"
 #include "nbd.h"
+#include "test.h"
 
 #define KiB 1024ull
 #define MiB (1024 * KiB)
 #define SIZE (18 * MiB + 64 * KiB)    /* a partial last chunk */
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "%s:%d: FAIL: %s\n  last error: [%d] %s\n",     \
-               __FILE__, __LINE__, #cond, pb_get_errclass (),           \
-               pb_get_error ());                                        \
-      exit (1);                                                         \
-    }                                                                   \
-  } while (0)
 
 static char tmp[] = "/tmp/pb-test-plan.XXXXXX";
 static char uri[256];
@@ -136,17 +127,17 @@ make_layout (void)
                 ops[i].kind == 'Z' ? "write -z" : "discard", ops[i].off,
                 ops[i].len);
   }
-  CHECK (sh ("qemu-img create -q -f qcow2 %s/layout.qcow2 %llu", tmp,
+  REQUIRE (sh ("qemu-img create -q -f qcow2 %s/layout.qcow2 %llu", tmp,
              SIZE) == 0);
-  CHECK (sh ("qemu-io -f qcow2 %s %s/layout.qcow2 >/dev/null", cmds[0],
+  REQUIRE (sh ("qemu-io -f qcow2 %s %s/layout.qcow2 >/dev/null", cmds[0],
              tmp) == 0);
-  CHECK (sh ("qemu-img bitmap --add --enable -f qcow2 %s/layout.qcow2 bm0",
+  REQUIRE (sh ("qemu-img bitmap --add --enable -f qcow2 %s/layout.qcow2 bm0",
              tmp) == 0);
-  CHECK (sh ("qemu-io -d unmap -f qcow2 %s %s/layout.qcow2 >/dev/null",
+  REQUIRE (sh ("qemu-io -d unmap -f qcow2 %s %s/layout.qcow2 >/dev/null",
              cmds[1], tmp) == 0);
-  CHECK (sh ("qemu-img convert -f qcow2 -O raw %s/layout.qcow2 %s/layout.raw",
+  REQUIRE (sh ("qemu-img convert -f qcow2 -O raw %s/layout.qcow2 %s/layout.raw",
              tmp, tmp) == 0);
-  CHECK (sh ("qemu-nbd -r -f qcow2 -B bm0 -t -e 8 --socket=%s/layout.sock --fork "
+  REQUIRE (sh ("qemu-nbd -r -f qcow2 -B bm0 -t -e 8 --socket=%s/layout.sock --fork "
              "--pid-file=%s/layout.pid %s/layout.qcow2", tmp, tmp, tmp) == 0);
   snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s/layout.sock", tmp);
   model_ops ();
@@ -161,7 +152,7 @@ load_raw (void)
   snprintf (path, sizeof path, "%s/layout.raw", tmp);
   raw = malloc (SIZE);
   f = fopen (path, "r");
-  CHECK (raw != NULL && f != NULL && fread (raw, 1, SIZE, f) == SIZE);
+  REQUIRE (raw != NULL && f != NULL && fread (raw, 1, SIZE, f) == SIZE);
   fclose (f);
 }
 
@@ -207,17 +198,17 @@ collect (struct reader_conn *c, uint32_t cs, const char *bitmap,
   uint64_t next = 0;
   int r;
 
-  CHECK (p != NULL);
+  REQUIRE (p != NULL);
   while ((r = reader_plan_next (p, &run)) == 1) {
-    CHECK (run.first == next && run.count >= 1);
-    CHECK (run.kind != prev.kind);
+    REQUIRE (run.first == next && run.count >= 1);
+    REQUIRE (run.kind != prev.kind);
     for (uint64_t i = 0; i < run.count; i++)
       kinds[run.first + i] = run.kind;
     next += run.count;
     prev = run;
   }
-  CHECK (r == 0 && next == div_round_up (SIZE, cs));
-  CHECK (reader_plan_next (p, &run) == 0);
+  REQUIRE (r == 0 && next == div_round_up (SIZE, cs));
+  REQUIRE (reader_plan_next (p, &run) == 0);
   reader_plan_free (p);
 }
 
@@ -228,14 +219,14 @@ check_plan (struct reader_conn *c, uint32_t cs, const char *bitmap,
   uint64_t n = div_round_up (SIZE, cs);
   enum reader_kind *kinds = malloc (n * sizeof *kinds);
 
-  CHECK (kinds != NULL);
+  REQUIRE (kinds != NULL);
   collect (c, cs, bitmap, parent, kinds);
   for (uint64_t i = 0; i < n; i++)
     if (kinds[i] != expected (cs, i, bitmap != NULL, parent)) {
       fprintf (stderr, "chunk %" PRIu64 " (size %" PRIu32 ", parent %" PRIu64
                "): kind %d, expected %d\n", i, cs, parent, kinds[i],
                expected (cs, i, bitmap != NULL, parent));
-      CHECK (!"plan matches the model");
+      REQUIRE (!"plan matches the model");
     }
   free (kinds);
 }
@@ -250,11 +241,11 @@ check_model (void)
 
   for (uint64_t i = 0; i < div_round_up (SIZE, 256 * KiB); i++)
     if (expected (256 * KiB, i, true, SIZE) != READER_KEEP)
-      CHECK (j < 8 && dirty256[j++] == i);
-  CHECK (j == 8 && expected (256 * KiB, 33, true, SIZE) == READER_ZERO);
+      REQUIRE (j < 8 && dirty256[j++] == i);
+  REQUIRE (j == 8 && expected (256 * KiB, 33, true, SIZE) == READER_ZERO);
   for (j = 0; j < 6; j++)
-    CHECK (expected (MiB, dirty1m[j], true, SIZE) == READER_READ);
-  CHECK (expected (MiB, 0, true, SIZE) == READER_KEEP);
+    REQUIRE (expected (MiB, dirty1m[j], true, SIZE) == READER_READ);
+  REQUIRE (expected (MiB, 0, true, SIZE) == READER_KEEP);
 }
 
 /* Every READ and ZERO chunk's bytes, and what had to be fetched. */
@@ -266,29 +257,29 @@ check_reads (struct reader_conn *c, uint32_t cs, const char *bitmap)
   uint8_t *buf = malloc (cs);
   uint64_t got;
 
-  CHECK (p != NULL && buf != NULL);
+  REQUIRE (p != NULL && buf != NULL);
   while (reader_plan_next (p, &run) == 1) {
     for (uint64_t i = run.first; i < run.first + run.count; i++) {
       uint64_t start = i * cs, len = MIN (cs, SIZE - start);
       if (run.kind == READER_KEEP)
         continue;
       memset (buf, 0xee, cs);
-      CHECK (reader_read_chunk (p, i, buf, len, &got) == 0);
-      CHECK (memcmp (buf, raw + start, len) == 0);
-      CHECK (got <= len && got >= live_bytes (start, start + len));
+      REQUIRE (reader_read_chunk (p, i, buf, len, &got) == 0);
+      REQUIRE (memcmp (buf, raw + start, len) == 0);
+      REQUIRE (got <= len && got >= live_bytes (start, start + len));
       if (run.kind == READER_ZERO)
-        CHECK (got == 0);
+        REQUIRE (got == 0);
       if (live_bytes (start, start + len) == len)
-        CHECK (got == len);
+        REQUIRE (got == len);
     }
   }
   /* Chunk 48 of 256 KiB: 64 KiB of data in a hole; only that is read. */
   if (cs == 256 * KiB) {
-    CHECK (reader_read_chunk (p, 48, buf, cs, &got) == 0);
-    CHECK (got >= 64 * KiB && got < cs);
+    REQUIRE (reader_read_chunk (p, 48, buf, cs, &got) == 0);
+    REQUIRE (got >= 64 * KiB && got < cs);
   }
-  CHECK (reader_read_chunk (p, div_round_up (SIZE, cs), buf, cs, &got) == -1);
-  CHECK (pb_get_errclass () == PB_E_USAGE);
+  REQUIRE (reader_read_chunk (p, div_round_up (SIZE, cs), buf, cs, &got) == -1);
+  REQUIRE (pb_get_errclass () == PB_E_USAGE);
   free (buf);
   reader_plan_free (p);
 }
@@ -300,11 +291,11 @@ test_layout (void)
   struct reader_conn *incr = reader_connect (uri, "bm0");
   char *list;
 
-  CHECK (full != NULL && incr != NULL);
-  CHECK (reader_size (full) == SIZE && reader_has_allocation (full));
-  CHECK (reader_max_request (full) > 0 && reader_max_request (full) <= 4 * MiB);
+  REQUIRE (full != NULL && incr != NULL);
+  REQUIRE (reader_size (full) == SIZE && reader_has_allocation (full));
+  REQUIRE (reader_max_request (full) > 0 && reader_max_request (full) <= 4 * MiB);
   list = reader_list_contexts (incr);
-  CHECK (list && strstr (list, "base:allocation")
+  REQUIRE (list && strstr (list, "base:allocation")
          && strstr (list, "qemu:dirty-bitmap:bm0"));
   free (list);
   check_model ();
@@ -319,10 +310,10 @@ test_layout (void)
     check_reads (incr, cs, "bm0");
   }
   check_plan (full, 1 * MiB, NULL, 0);
-  CHECK (reader_plan_new (full, 256 * KiB, "bm0", SIZE) == NULL);
-  CHECK (pb_get_errclass () == PB_E_BITMAP);
-  CHECK (reader_plan_new (full, 100000, NULL, 0) == NULL);
-  CHECK (pb_get_errclass () == PB_E_USAGE);
+  REQUIRE (reader_plan_new (full, 256 * KiB, "bm0", SIZE) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_BITMAP);
+  REQUIRE (reader_plan_new (full, 100000, NULL, 0) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_USAGE);
   reader_close (full);
   reader_close (incr);
 }
@@ -335,34 +326,34 @@ test_errors (void)
   char bad[512];
   struct reader_conn *c;
 
-  CHECK (reader_connect (uri, "nosuch") == NULL);
-  CHECK (pb_get_errclass () == PB_E_BITMAP);
-  CHECK (strstr (pb_get_error (), "qemu:dirty-bitmap:nosuch"));
-  CHECK (strstr (pb_get_error (), "offers: base:allocation"));
-  CHECK (strstr (pb_get_error (), "qemu:dirty-bitmap:bm0"));
-  CHECK (reader_connect ("garbage", NULL) == NULL);
-  CHECK (pb_get_errclass () == PB_E_USAGE);
-  CHECK (reader_connect ("nbd://[bad", NULL) == NULL);
-  CHECK (pb_get_errclass () == PB_E_USAGE);
+  REQUIRE (reader_connect (uri, "nosuch") == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_BITMAP);
+  REQUIRE (strstr (pb_get_error (), "qemu:dirty-bitmap:nosuch"));
+  REQUIRE (strstr (pb_get_error (), "offers: base:allocation"));
+  REQUIRE (strstr (pb_get_error (), "qemu:dirty-bitmap:bm0"));
+  REQUIRE (reader_connect ("garbage", NULL) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_USAGE);
+  REQUIRE (reader_connect ("nbd://[bad", NULL) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_USAGE);
   snprintf (bad, sizeof bad, "nbd+unix:///?socket=%s/nosuch.sock", tmp);
-  CHECK (reader_connect (bad, NULL) == NULL);
-  CHECK (pb_get_errclass () == PB_E_NBD && strstr (pb_get_error (), bad));
+  REQUIRE (reader_connect (bad, NULL) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_NBD && strstr (pb_get_error (), bad));
   snprintf (bad, sizeof bad, "nbd+unix:///nosuch?socket=%s/layout.sock", tmp);
-  CHECK (reader_connect (bad, NULL) == NULL);
-  CHECK (pb_get_errclass () == PB_E_NBD);
-  CHECK (reader_open_image ("/nonexistent/x.qcow2", NULL, false) == NULL);
-  CHECK (pb_get_errclass () == PB_E_IO);
-  CHECK (reader_open_image ("/nonexistent/x.qcow2", "vmdk", false) == NULL);
-  CHECK (pb_get_errclass () == PB_E_USAGE);
+  REQUIRE (reader_connect (bad, NULL) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_NBD);
+  REQUIRE (reader_open_image ("/nonexistent/x.qcow2", NULL, false) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_IO);
+  REQUIRE (reader_open_image ("/nonexistent/x.qcow2", "vmdk", false) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_USAGE);
   /* qemu-nbd's own message, not a closed socket. */
-  CHECK (reader_open_image ("/nonexistent/x.qcow2", "qcow2", false) == NULL);
-  CHECK (pb_get_errclass () == PB_E_IO && strstr (pb_get_error (), "Could not open"));
-  CHECK (reader_open_image ("/nonexistent/x.qcow2", "qcow2", true) == NULL);
-  CHECK (pb_get_errclass () == PB_E_TARGET);
+  REQUIRE (reader_open_image ("/nonexistent/x.qcow2", "qcow2", false) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_IO && strstr (pb_get_error (), "Could not open"));
+  REQUIRE (reader_open_image ("/nonexistent/x.qcow2", "qcow2", true) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_TARGET);
   /* Relative names that look like options or protocols. */
-  CHECK (chdir (tmp) == 0 && sh ("qemu-img create -q -f raw ./-x:y 1M") == 0);
-  CHECK ((c = reader_open_image ("-x:y", NULL, false)) != NULL);
-  CHECK (reader_size (c) == MiB);
+  REQUIRE (chdir (tmp) == 0 && sh ("qemu-img create -q -f raw ./-x:y 1M") == 0);
+  REQUIRE ((c = reader_open_image ("-x:y", NULL, false)) != NULL);
+  REQUIRE (reader_size (c) == MiB);
   reader_close (c);
   reader_close (NULL);
   reader_plan_free (NULL);
@@ -377,10 +368,10 @@ test_open_readonly (void)
 
   snprintf (path, sizeof path, "%s/layout.qcow2", tmp);
   c = reader_open_image (path, NULL, false);
-  CHECK (c != NULL && reader_size (c) == SIZE && reader_has_allocation (c));
+  REQUIRE (c != NULL && reader_size (c) == SIZE && reader_has_allocation (c));
   check_plan (c, 256 * KiB, NULL, 0);
   check_reads (c, 256 * KiB, NULL);
-  CHECK (reader_pwrite (c, "x", 1, 0) == -1 && pb_get_errclass () == PB_E_NBD);
+  REQUIRE (reader_pwrite (c, "x", 1, 0) == -1 && pb_get_errclass () == PB_E_NBD);
   reader_close (c);
 }
 
@@ -398,7 +389,7 @@ unallocated (const char *img, uint64_t start, uint64_t end)
 
   snprintf (cmd, sizeof cmd, "qemu-img map -f qcow2 --output=json %s", img);
   f = popen (cmd, "r");
-  CHECK (f != NULL);
+  REQUIRE (f != NULL);
   while (fgets (line, sizeof line, f)) {
     char *p = strstr (line, "\"start\":");
     char *q = strstr (line, "\"length\":");
@@ -409,7 +400,7 @@ unallocated (const char *img, uint64_t start, uint64_t end)
         && (strstr (line, "\"data\": true") || strstr (line, "\"offset\"")))
       ok = false;
   }
-  CHECK (pclose (f) == 0);
+  REQUIRE (pclose (f) == 0);
   return ok;
 }
 
@@ -425,30 +416,30 @@ test_write (void)
 
   snprintf (img, sizeof img, "%s/new.qcow2", tmp);
   snprintf (exp, sizeof exp, "%s/new.raw", tmp);
-  CHECK (want && sh ("qemu-img create -q -f qcow2 %s 32M", img) == 0);
+  REQUIRE (want && sh ("qemu-img create -q -f qcow2 %s 32M", img) == 0);
   c = reader_open_image (img, NULL, true);
-  CHECK (c != NULL && reader_size (c) == size);
+  REQUIRE (c != NULL && reader_size (c) == size);
   memset (want, 0x5a, 8 * MiB);
   memset (want + 16 * MiB, 0xa5, 9 * MiB);        /* split in requests */
   memset (want + 5 * MiB + 4 * KiB, 0xc3, 100);
-  CHECK (reader_pwrite (c, want, 8 * MiB, 0) == 0);
-  CHECK (reader_pwrite (c, want + 16 * MiB, 9 * MiB, 16 * MiB) == 0);
+  REQUIRE (reader_pwrite (c, want, 8 * MiB, 0) == 0);
+  REQUIRE (reader_pwrite (c, want + 16 * MiB, 9 * MiB, 16 * MiB) == 0);
   memset (want + 1 * MiB, 0, 6 * MiB);
-  CHECK (reader_zero (c, 6 * MiB, 1 * MiB) == 0);  /* over data */
-  CHECK (reader_zero (c, 2 * MiB, 12 * MiB) == 0); /* never written */
-  CHECK (reader_pwrite (c, want + 5 * MiB + 4 * KiB, 100, 5 * MiB + 4 * KiB) == 0);
-  CHECK (reader_zero (c, 1, size) == -1 && pb_get_errclass () == PB_E_USAGE);
-  CHECK (reader_flush (c) == 0);
+  REQUIRE (reader_zero (c, 6 * MiB, 1 * MiB) == 0);  /* over data */
+  REQUIRE (reader_zero (c, 2 * MiB, 12 * MiB) == 0); /* never written */
+  REQUIRE (reader_pwrite (c, want + 5 * MiB + 4 * KiB, 100, 5 * MiB + 4 * KiB) == 0);
+  REQUIRE (reader_zero (c, 1, size) == -1 && pb_get_errclass () == PB_E_USAGE);
+  REQUIRE (reader_flush (c) == 0);
   reader_close (c);                 /* waits for qemu-nbd to exit */
   f = fopen (exp, "w");
-  CHECK (f && fwrite (want, 1, size, f) == size && fclose (f) == 0);
-  CHECK (sh ("qemu-img compare -q -f raw -F qcow2 %s %s", exp, img) == 0);
-  CHECK (unallocated (img, 1 * MiB, 5 * MiB));
-  CHECK (unallocated (img, 5 * MiB + 64 * KiB, 7 * MiB));
-  CHECK (unallocated (img, 12 * MiB, 14 * MiB));
+  REQUIRE (f && fwrite (want, 1, size, f) == size && fclose (f) == 0);
+  REQUIRE (sh ("qemu-img compare -q -f raw -F qcow2 %s %s", exp, img) == 0);
+  REQUIRE (unallocated (img, 1 * MiB, 5 * MiB));
+  REQUIRE (unallocated (img, 5 * MiB + 64 * KiB, 7 * MiB));
+  REQUIRE (unallocated (img, 12 * MiB, 14 * MiB));
   /* The zeroed data's host clusters were freed: 11 MiB of data is live,
    * 17 MiB would be if zeroing had only marked them. */
-  CHECK (stat (img, &st) == 0 && (uint64_t) st.st_blocks * 512 < 14 * MiB);
+  REQUIRE (stat (img, &st) == 0 && (uint64_t) st.st_blocks * 512 < 14 * MiB);
   free (want);
 }
 
@@ -458,17 +449,17 @@ test_locked (void)
   char img[256];
 
   snprintf (img, sizeof img, "%s/locked.raw", tmp);
-  CHECK (sh ("qemu-img create -q -f raw %s 4M", img) == 0);
-  CHECK (reader_check_unlocked (img) == 0);
-  CHECK (reader_check_unlocked ("/nonexistent/file") == 0);
-  CHECK (sh ("qemu-nbd -f raw -t --socket=%s/rw.sock --fork "
+  REQUIRE (sh ("qemu-img create -q -f raw %s 4M", img) == 0);
+  REQUIRE (reader_check_unlocked (img) == 0);
+  REQUIRE (reader_check_unlocked ("/nonexistent/file") == 0);
+  REQUIRE (sh ("qemu-nbd -f raw -t --socket=%s/rw.sock --fork "
              "--pid-file=%s/rw.pid %s", tmp, tmp, img) == 0);
-  CHECK (reader_check_unlocked (img) == -1);
-  CHECK (pb_get_errclass () == PB_E_TARGET && strstr (pb_get_error (), "locked"));
-  CHECK (reader_open_image (img, "raw", true) == NULL);
-  CHECK (pb_get_errclass () == PB_E_TARGET);
+  REQUIRE (reader_check_unlocked (img) == -1);
+  REQUIRE (pb_get_errclass () == PB_E_TARGET && strstr (pb_get_error (), "locked"));
+  REQUIRE (reader_open_image (img, "raw", true) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_TARGET);
   kill_pidfile ("rw.pid");
-  CHECK (reader_check_unlocked (img) == 0);
+  REQUIRE (reader_check_unlocked (img) == 0);
 }
 
 /* ---- Big and odd servers ---- */
@@ -487,22 +478,22 @@ test_huge (void)
   uint64_t got;
 
   snprintf (img, sizeof img, "%s/huge.qcow2", tmp);
-  CHECK (buf && sh ("qemu-img create -q -f qcow2 %s 1T", img) == 0);
-  CHECK (sh ("qemu-io -f qcow2 -c 'write -P 0xaa 0 64K' -c 'write -P 0xbb "
+  REQUIRE (buf && sh ("qemu-img create -q -f qcow2 %s 1T", img) == 0);
+  REQUIRE (sh ("qemu-io -f qcow2 -c 'write -P 0xaa 0 64K' -c 'write -P 0xbb "
              "%" PRIu64 " 1M' %s >/dev/null", size - MiB, img) == 0);
   c = reader_open_image (img, "qcow2", false);
-  CHECK (c != NULL && (p = reader_plan_new (c, cs, NULL, 0)) != NULL);
+  REQUIRE (c != NULL && (p = reader_plan_new (c, cs, NULL, 0)) != NULL);
   for (int i = 0; i < 3; i++)
-    CHECK (reader_plan_next (p, &r[i]) == 1);
-  CHECK (r[0].kind == READER_READ && r[0].first == 0 && r[0].count == 1);
-  CHECK (r[1].kind == READER_ZERO && r[1].count == size / cs - 5);
-  CHECK (r[2].kind == READER_READ && r[2].count == 4);
-  CHECK (reader_plan_next (p, &r[0]) == 0);
-  CHECK (reader_read_chunk (p, 0, buf, cs, &got) == 0);   /* out of window */
-  CHECK (got >= 64 * KiB && got < cs && buf[0] == 0xaa && buf[65535] == 0xaa);
-  CHECK (buf[65536] == 0 && is_zero (buf + 65536, cs - 65536));
-  CHECK (reader_read_chunk (p, size / cs - 1, buf, cs, &got) == 0);
-  CHECK (got == cs && buf[0] == 0xbb && buf[cs - 1] == 0xbb);
+    REQUIRE (reader_plan_next (p, &r[i]) == 1);
+  REQUIRE (r[0].kind == READER_READ && r[0].first == 0 && r[0].count == 1);
+  REQUIRE (r[1].kind == READER_ZERO && r[1].count == size / cs - 5);
+  REQUIRE (r[2].kind == READER_READ && r[2].count == 4);
+  REQUIRE (reader_plan_next (p, &r[0]) == 0);
+  REQUIRE (reader_read_chunk (p, 0, buf, cs, &got) == 0);   /* out of window */
+  REQUIRE (got >= 64 * KiB && got < cs && buf[0] == 0xaa && buf[65535] == 0xaa);
+  REQUIRE (buf[65536] == 0 && is_zero (buf + 65536, cs - 65536));
+  REQUIRE (reader_read_chunk (p, size / cs - 1, buf, cs, &got) == 0);
+  REQUIRE (got == cs && buf[0] == 0xbb && buf[cs - 1] == 0xbb);
   reader_plan_free (p);
   reader_close (c);
   free (buf);
@@ -528,36 +519,36 @@ test_nbdkit (void)
     fprintf (stderr, "test-plan: nbdkit not installed, skipping its tests\n");
     return;
   }
-  CHECK (sh ("nbdkit -U %s/kit1.sock -P %s/kit1.pid eval "
+  REQUIRE (sh ("nbdkit -U %s/kit1.sock -P %s/kit1.pid eval "
              "get_size='echo 1048576' "
              "pread='dd if=/dev/zero count=$3 iflag=count_bytes 2>/dev/null' "
              "extents='echo 0 524288 hole; echo 524288 524288 hole,zero'",
              tmp, tmp) == 0);
   snprintf (u, sizeof u, "nbd+unix:///?socket=%s/kit1.sock", tmp);
-  CHECK ((c = reader_connect (u, NULL)) != NULL);
+  REQUIRE ((c = reader_connect (u, NULL)) != NULL);
   {
     struct reader_plan *p = reader_plan_new (c, 256 * KiB, NULL, 0);
     struct reader_run r;
-    CHECK (p && reader_plan_next (p, &r) == 1 && r.kind == READER_READ
+    REQUIRE (p && reader_plan_next (p, &r) == 1 && r.kind == READER_READ
            && r.first == 0 && r.count == 2);
-    CHECK (reader_plan_next (p, &r) == 1 && r.kind == READER_ZERO
+    REQUIRE (reader_plan_next (p, &r) == 1 && r.kind == READER_ZERO
            && r.first == 2 && r.count == 2);
-    CHECK (reader_read_chunk (p, 1, buf, sizeof buf, &got) == 0
+    REQUIRE (reader_read_chunk (p, 1, buf, sizeof buf, &got) == 0
            && got == sizeof buf);
     reader_plan_free (p);
   }
   reader_close (c);
-  CHECK (sh ("nbdkit --no-sr -U %s/kit2.sock -P %s/kit2.pid memory 1M",
+  REQUIRE (sh ("nbdkit --no-sr -U %s/kit2.sock -P %s/kit2.pid memory 1M",
              tmp, tmp) == 0);
   snprintf (u, sizeof u, "nbd+unix:///?socket=%s/kit2.sock", tmp);
-  CHECK (reader_connect (u, "bm0") == NULL && pb_get_errclass () == PB_E_BITMAP);
-  CHECK ((c = reader_connect (u, NULL)) != NULL && !reader_has_allocation (c));
+  REQUIRE (reader_connect (u, "bm0") == NULL && pb_get_errclass () == PB_E_BITMAP);
+  REQUIRE ((c = reader_connect (u, NULL)) != NULL && !reader_has_allocation (c));
   {
     struct reader_plan *p = reader_plan_new (c, 256 * KiB, NULL, 0);
     struct reader_run r;
-    CHECK (p && reader_plan_next (p, &r) == 1 && r.kind == READER_READ
+    REQUIRE (p && reader_plan_next (p, &r) == 1 && r.kind == READER_READ
            && r.count == 4 && reader_plan_next (p, &r) == 0);
-    CHECK (reader_read_chunk (p, 3, buf, sizeof buf, &got) == 0
+    REQUIRE (reader_read_chunk (p, 3, buf, sizeof buf, &got) == 0
            && got == sizeof buf && is_zero (buf, sizeof buf));
     reader_plan_free (p);
   }
@@ -578,7 +569,7 @@ main (void)
     fprintf (stderr, "test-plan: QEMU tools not installed, skipping\n");
     return 77;
   }
-  CHECK (mkdtemp (tmp) != NULL);
+  REQUIRE (mkdtemp (tmp) != NULL);
   atexit (cleanup);
   signal (SIGINT, on_signal);
   signal (SIGTERM, on_signal);

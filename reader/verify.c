@@ -245,8 +245,12 @@ points_to_check (struct verify *v, int64_t point,
     return -1;
   }
   (*pts)[0] = catalog_get_point (v->r->cat, point);
-  *n = (*pts)[0] ? 1 : 0;
-  return (*pts)[0] ? 0 : (free (*pts), -1);
+  if ((*pts)[0] == NULL) {
+    free (*pts);
+    return -1;
+  }
+  *n = 1;
+  return 0;
 }
 
 static int

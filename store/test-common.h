@@ -1,7 +1,7 @@
 /* pullback - store/test-common.h: helpers shared by the store/ unit tests.
  *
  * Each test program is one translation unit that includes this header:
- * a check() that prints one line per assertion and counts failures, a
+ * check() from common/test.h (one line per assertion, failures counted), a
  * private temporary directory (test_start / test_end), whole-file I/O for
  * damaging objects behind the store's back, deterministic content
  * generators, and an independent implementation of the documented
@@ -23,29 +23,13 @@
 
 #include "errors.h"
 #include "store.h"
+#include "test.h"
 #include "util.h"
 
 #define HDR 24                  /* container header size */
 #define CS (64 * 1024)          /* chunk size of the test stores */
 
-static int failures;
 static char tmpdir[256];
-
-static inline void
-check (int ok, const char *fmt, ...)
-{
-  va_list ap;
-
-  printf ("%s - ", ok ? "ok" : "FAIL");
-  va_start (ap, fmt);
-  vprintf (fmt, ap);
-  va_end (ap);
-  if (!ok) {
-    printf (" (last error: class %d: %s)", pb_get_errclass (), pb_get_error ());
-    failures++;
-  }
-  printf ("\n");
-}
 
 /* ---- helpers: paths, files, data ---- */
 
@@ -206,8 +190,7 @@ test_end (void)
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system (cmd) != 0)
     fprintf (stderr, "warning: could not remove %s\n", tmpdir);
-  printf ("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-  return failures ? 1 : 0;
+  return test_summary ();
 }
 
 #endif /* PB_TEST_COMMON_H */

@@ -367,43 +367,34 @@ same_image() {
 # save_raw IMAGE FORMAT OUT: a sparse raw copy (the expected content).
 save_raw() { qemu-img convert -U -f "$2" -O raw "$1" "$3"; }
 
-# allocated_bytes FILE: bytes in the data extents of a sparse FILE
+# _data_extents FILE: "START END" of every data extent of sparse FILE
 # (SEEK_DATA/SEEK_HOLE; st_blocks would also count file-system metadata).
-allocated_bytes() {
+_data_extents() {
   "$PYTHON" - "$1" <<'EOF'
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
-size, off, total = os.fstat(fd).st_size, 0, 0
+size, off = os.fstat(fd).st_size, 0
 while off < size:
     try:
         start = os.lseek(fd, off, os.SEEK_DATA)
     except OSError:
         break
     off = os.lseek(fd, start, os.SEEK_HOLE)
-    total += off - start
-print(total)
+    print(start, off)
 EOF
 }
 
+# allocated_bytes FILE: bytes in the data extents of a sparse FILE.
+allocated_bytes() {
+  _data_extents "$1" | awk '{t += $2 - $1} END {printf "%.0f\n", t}'
+}
+
 # data_chunks FILE CHUNK_SIZE: how many CHUNK_SIZE pieces of sparse FILE have
-# any allocated block (SEEK_DATA/SEEK_HOLE).
+# any allocated block.
 data_chunks() {
-  "$PYTHON" - "$1" "$2" <<'EOF'
-import os, sys
-path, cs = sys.argv[1], int(sys.argv[2])
-fd = os.open(path, os.O_RDONLY)
-size = os.fstat(fd).st_size
-chunks, off = set(), 0
-while off < size:
-    try:
-        start = os.lseek(fd, off, os.SEEK_DATA)
-    except OSError:
-        break
-    end = os.lseek(fd, start, os.SEEK_HOLE)
-    chunks.update(range(start // cs, (end - 1) // cs + 1))
-    off = end
-print(len(chunks))
-EOF
+  _data_extents "$1" | awk -v cs="$2" '{
+    for (c = int($1 / cs); c <= int(($2 - 1) / cs); c++) seen[c] = 1
+  } END {n = 0; for (c in seen) n++; print n}'
 }
 
 # qcow2_data_bytes IMAGE: bytes qemu-img map reports as data.
