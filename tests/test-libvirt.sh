@@ -22,7 +22,7 @@ source "$(dirname "$0")/functions.sh"
 requires_root
 requires virsh qemu-system-x86_64 qemu-img qemu-io nbdcopy python3 /usr/sbin/libvirtd /usr/sbin/virtlogd
 
-DOM=pullback-test
+DOM=pullback-test-$$ # unique: several checkouts may run this test at once
 LV=$T/lv # images, scratch files and the NBD socket, reachable by libvirt's QEMU
 mkdir -p "$LV"
 chmod 1777 "$LV"
