@@ -32,6 +32,8 @@ static const char *const class_names[] = {
   [PB_E_BUSY] = "busy",
   [PB_E_IO] = "io",
   [PB_E_INTERRUPTED] = "interrupted",
+  [PB_E_KEY] = "key",
+  [PB_E_NOSPACE] = "no_space",
 };
 
 #define NCLASSES (sizeof class_names / sizeof class_names[0])

@@ -23,8 +23,10 @@ enum pb_errclass {
   PB_E_TARGET = 8,      /* restore target exists, is locked, or cannot be written */
   PB_E_NOTFOUND = 9,    /* unknown point, VM or disk */
   PB_E_BUSY = 10,       /* repository or VM locked by another process */
-  PB_E_IO = 11,         /* local I/O error (disk full, permission, read-only) */
-  PB_E_INTERRUPTED = 12 /* stopped by a signal */
+  PB_E_IO = 11,         /* local I/O error (permission, read-only, write error) */
+  PB_E_INTERRUPTED = 12, /* stopped by a signal */
+  PB_E_KEY = 13,        /* encryption key or passphrase missing or wrong */
+  PB_E_NOSPACE = 14     /* no space left (ENOSPC, EDQUOT) or file too large (EFBIG) */
 };
 
 /* Record an error for this thread.  ERRNUM may be 0.  The message is
