@@ -44,7 +44,8 @@ struct command {
 };
 
 extern const struct command cmd_init, cmd_backup, cmd_list, cmd_show,
-  cmd_restore, cmd_verify, cmd_digest;
+  cmd_restore, cmd_verify, cmd_digest, cmd_forget, cmd_protect,
+  cmd_unprotect, cmd_gc, cmd_stats;
 
 /* getopt_long values.  Short options are not offered (except -h) so the
  * command lines in scripts stay self-describing. */
@@ -53,6 +54,8 @@ enum {
   OPT_JSON = 256, OPT_QUIET, OPT_REPO, OPT_VM, OPT_POINT, OPT_DISK,
   OPT_CHUNK_SIZE, OPT_CHECKPOINT, OPT_SINCE, OPT_BITMAP, OPT_FALLBACK_FULL,
   OPT_TO, OPT_FORMAT, OPT_FORCE,
+  OPT_KEEP_LAST, OPT_KEEP_HOURLY, OPT_KEEP_DAILY, OPT_KEEP_WEEKLY,
+  OPT_KEEP_MONTHLY, OPT_KEEP_YEARLY, OPT_DRY_RUN, OPT_GC,
 };
 
 #define OPTION_HELP  { "help", no_argument, NULL, OPT_HELP }
@@ -121,6 +124,10 @@ const struct command *find_command (const char *name);
 
 void print_help (const struct command *cmd);     /* NULL: general help */
 void print_version (void);
+
+/* ---- cmd-gc.c (shared with forget --gc) ---- */
+struct json_object *json_gc (const struct pullback_gc_result *g);
+void print_gc_text (const struct pullback_gc_result *g);
 
 /* ---- output.c ---- */
 

@@ -4,5 +4,6 @@ pullback_SOURCES = \
 	agent/main.c agent/agent.h \
 	agent/options.c agent/output.c agent/progress.c \
 	agent/cmd-init.c agent/cmd-backup.c agent/cmd-list.c \
-	agent/cmd-restore.c agent/cmd-verify.c agent/cmd-digest.c
+	agent/cmd-restore.c agent/cmd-verify.c agent/cmd-digest.c \
+	agent/cmd-forget.c agent/cmd-gc.c
 pullback_LDADD = libpullback.la

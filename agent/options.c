@@ -261,6 +261,7 @@ pair_list_free (struct pair_list *l)
 static const struct command *const commands[] = {
   &cmd_init, &cmd_backup, &cmd_list, &cmd_show,
   &cmd_restore, &cmd_verify, &cmd_digest,
+  &cmd_forget, &cmd_protect, &cmd_unprotect, &cmd_gc, &cmd_stats,
 };
 
 const struct command *

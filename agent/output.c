@@ -34,6 +34,7 @@ static const char *const class_names[] = {
   [PB_E_INTERRUPTED] = "interrupted",
   [PB_E_KEY] = "key",
   [PB_E_NOSPACE] = "no_space",
+  [PB_E_PROTECTED] = "protected",
 };
 
 #define NCLASSES (sizeof class_names / sizeof class_names[0])
@@ -215,6 +216,8 @@ json_point (const struct catalog_point *p)
   json_set_str (o, "since", p->since);
   json_object_object_add (o, "started", json_time (p->started));
   json_object_object_add (o, "finished", json_time (p->finished));
+  json_object_object_add (o, "protected",
+                          json_object_new_boolean (p->is_protected));
   for (i = 0; i < p->ndisks; i++)
     json_object_array_add (disks, json_point_disk (&p->disks[i]));
   json_object_object_add (o, "disks", disks);

@@ -328,7 +328,8 @@ catalog_open (const char *path)
   c = cat_new (path);
   /* Identify before the PRAGMAs: switching someone else's database to
    * WAL would modify it. */
-  if (c == NULL || schema_check (c) == -1 || schema_pragmas (c) == -1) {
+  if (c == NULL || schema_check (c) == -1 || schema_pragmas (c) == -1 ||
+      schema_upgrade (c) == -1) {
     catalog_close (c);
     return NULL;
   }
@@ -407,9 +408,35 @@ catalog_rollback (struct catalog *c)
 
 /* ---- Map nodes and chunks ---- */
 
+/* A new node's entries each gain a reference.  UPDATE, not upsert: an
+ * entry without a row is a zero chunk (never stored, never counted) -- or
+ * a catalog missing a row, which at worst keeps something forever. */
+static int
+ref_children (struct catalog *c, uint32_t level, const uint8_t *children,
+              size_t n)
+{
+  CLEANUP_RESET sqlite3_stmt *s =
+    cat_cached (c, level ? CAT_REF_NODE : CAT_REF_CHUNK,
+                level ? "UPDATE map_node SET refs = refs + 1 WHERE id = ?1"
+                : "UPDATE chunk SET refs = refs + 1 WHERE id = ?1");
+  size_t i;
+
+  if (s == NULL)
+    return -1;
+  for (i = 0; i < n; i++) {
+    sqlite3_bind_blob (s, 1, children + i * CATALOG_ID_LEN, CATALOG_ID_LEN,
+                       SQLITE_STATIC);
+    if (cat_step_done (c, s, "count references") == -1)
+      return -1;
+    sqlite3_reset (s);
+  }
+  return 0;
+}
+
 int
 catalog_put_node (struct catalog *c, const uint8_t id[CATALOG_ID_LEN],
-                  uint32_t level, const void *data, size_t len)
+                  uint32_t level, const void *data, size_t len,
+                  const uint8_t *children, size_t nchildren)
 {
   /* DO NOTHING on the id only: INSERT OR IGNORE would also silently skip
    * rows breaking a NOT NULL or CHECK constraint. */
@@ -428,7 +455,12 @@ catalog_put_node (struct catalog *c, const uint8_t id[CATALOG_ID_LEN],
     rc = sqlite3_bind_blob64 (s, 3, len ? data : "", len, SQLITE_STATIC);
   if (rc != SQLITE_OK)
     return cat_error (c, rc, "put node");
-  return cat_step_done (c, s, "put node");
+  if (cat_step_done (c, s, "put node") == -1)
+    return -1;
+  /* Already there: its children were counted when it was first put. */
+  if (sqlite3_changes (c->db) == 0)
+    return 0;
+  return ref_children (c, level, children, nchildren);
 }
 
 /* Copy the BLOB in column 0 of S into a malloc'd buffer. */
@@ -477,7 +509,8 @@ catalog_add_chunk (struct catalog *c, const uint8_t id[CATALOG_ID_LEN],
 {
   CLEANUP_RESET sqlite3_stmt *s =
     cat_cached (c, CAT_ADD_CHUNK, "INSERT INTO chunk (id, stored_size) "
-                "VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING");
+                "VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET "
+                "stored_size = excluded.stored_size WHERE stored_size = 0");
   int rc;
 
   if (s == NULL)

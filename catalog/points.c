@@ -31,7 +31,8 @@
 
 #define SELECT_POINT                                                    \
   "SELECT p.id, v.name, p.parent_id, p.mode, p.checkpoint, p.since, "   \
-  "p.started, p.finished FROM point p JOIN vm v ON v.id = p.vm_id "
+  "p.started, p.finished, p.protected, p.hidden "                       \
+  "FROM point p JOIN vm v ON v.id = p.vm_id "
 
 /* How many checkpoint names an error message lists at most. */
 #define KNOWN_MAX 20
@@ -239,6 +240,20 @@ check_root (struct catalog *c, const struct catalog_point *p,
   return -1;
 }
 
+/* A point's disk is one more reference to its root node. */
+static int
+ref_root (struct catalog *c, const uint8_t root[CATALOG_ID_LEN],
+          const char *what)
+{
+  CLEANUP_FINALIZE sqlite3_stmt *s = NULL;
+
+  if (cat_prepare (c, "UPDATE map_node SET refs = refs + 1 WHERE id = ?1",
+                   &s, what) == -1)
+    return -1;
+  sqlite3_bind_blob (s, 1, root, CATALOG_ID_LEN, SQLITE_STATIC);
+  return cat_step_done (c, s, what);
+}
+
 static int
 insert_disk (struct catalog *c, const struct catalog_point *p,
              const struct catalog_disk *d)
@@ -268,7 +283,9 @@ insert_disk (struct catalog *c, const struct catalog_point *p,
       sqlite3_bind_int64 (s, 9, (int64_t) d->bytes_new) != SQLITE_OK ||
       sqlite3_bind_int64 (s, 10, (int64_t) d->chunks_changed) != SQLITE_OK)
     return cat_error (c, sqlite3_extended_errcode (c->db), "%s", what);
-  return cat_step_done (c, s, what);
+  if (cat_step_done (c, s, what) == -1)
+    return -1;
+  return ref_root (c, d->map_root, what);
 }
 
 static int
@@ -303,11 +320,16 @@ catalog_next_point_id (struct catalog *c, int64_t *id)
   CLEANUP_FINALIZE sqlite3_stmt *s = NULL;
   int64_t max = 0;
 
-  if (cat_prepare (c, "SELECT max(id) FROM point", &s, "next point id") == -1 ||
+  /* Removed points leave their highest id in meta removed_max_id: ids are
+   * never reused, so a vendor's record of "point 7" never names another
+   * backup. */
+  if (cat_prepare (c, "SELECT max ((SELECT coalesce (max (id), 0) FROM point), "
+                   "(SELECT coalesce (max (CAST (value AS INTEGER)), 0) FROM meta "
+                   "WHERE key = 'removed_max_id'))", &s, "next point id") == -1 ||
       cat_step (c, s, "next point id") == -1)
     return -1;
   if (sqlite3_column_type (s, 0) != SQLITE_NULL &&
-      cat_col_int (s, 0, 1, INT64_MAX - 1, &max, "next point id") == -1)
+      cat_col_int (s, 0, 0, INT64_MAX - 1, &max, "next point id") == -1)
     return -1;
   *id = max + 1;
   return 0;
@@ -390,6 +412,8 @@ read_point (sqlite3_stmt *s, struct catalog_point *p, const char *what)
       cat_col_int (s, 6, INT64_MIN, INT64_MAX, &p->started, what) == -1 ||
       cat_col_int (s, 7, INT64_MIN, INT64_MAX, &p->finished, what) == -1)
     return -1;
+  p->is_protected = sqlite3_column_int (s, 8) != 0;
+  p->hidden = sqlite3_column_int (s, 9) != 0;
   p->parent = 0;
   if (sqlite3_column_type (s, 2) != SQLITE_NULL &&
       cat_col_int (s, 2, 1, p->id - 1, &p->parent, what) == -1)
@@ -472,8 +496,10 @@ catalog_list_points (struct catalog *c, const char *vm,
 
   *points = NULL;
   *n = 0;
-  if (cat_prepare (c, vm ? SELECT_POINT "WHERE v.name = ?1 ORDER BY p.id"
-                   : SELECT_POINT "ORDER BY p.id", &s, "list points") == -1)
+  if (cat_prepare (c, vm ? SELECT_POINT "WHERE v.name = ?1 AND p.hidden = 0 "
+                   "ORDER BY p.id"
+                   : SELECT_POINT "WHERE p.hidden = 0 ORDER BY p.id", &s,
+                   "list points") == -1)
     return -1;
   if (vm)
     sqlite3_bind_text (s, 1, vm, -1, SQLITE_STATIC);
@@ -586,8 +612,8 @@ catalog_latest_point (struct catalog *c, const char *vm, int64_t *id)
 {
   /* Single-table max() over index point_vm: one seek, no scan. */
   int r = query_id (c, vm ? "SELECT max (id) FROM point WHERE vm_id = "
-                    "(SELECT id FROM vm WHERE name = ?1)"
-                    : "SELECT max (id) FROM point",
+                    "(SELECT id FROM vm WHERE name = ?1) AND hidden = 0"
+                    : "SELECT max (id) FROM point WHERE hidden = 0",
                     vm, NULL, id, "latest point");
 
   if (r == 0) {

@@ -38,12 +38,22 @@ enum cat_stmt {
   CAT_NODE_EXISTS,
   CAT_ADD_CHUNK,
   CAT_POINT_DISKS,
+  CAT_REF_NODE,
+  CAT_REF_CHUNK,
+  CAT_PIN,
+  CAT_UNREF_NODE,
+  CAT_UNREF_CHUNK,
+  CAT_REFS_NODE,
+  CAT_REFS_CHUNK,
+  CAT_DELETE_NODE,
+  CAT_DELETE_CHUNK,
   CAT_NSTMTS
 };
 
 struct catalog {
   sqlite3 *db;
   char *path;
+  int version;                       /* schema version found on open */
   sqlite3_stmt *stmts[CAT_NSTMTS];   /* lazily prepared, see cat_cached */
 };
 
@@ -58,6 +68,9 @@ int schema_create (struct catalog *c);
 /* Refuse anything that is not a pullback catalog of a version we know
  * (PB_E_REPO).  Reads only: safe on a file that is not ours. */
 int schema_check (struct catalog *c);
+/* Bring an older catalog (version found by schema_check) up to
+ * CATALOG_SCHEMA_VERSION in one transaction; a no-op when current. */
+int schema_upgrade (struct catalog *c);
 
 /* ---- catalog.c: SQLite helpers ---- */
 

@@ -114,7 +114,7 @@ put_node_seed (struct catalog *c, unsigned seed, size_t len)
 
   make_id (id, seed);
   make_data (data, len, seed);
-  r = catalog_put_node (c, id, 1, data, len);
+  r = catalog_put_node (c, id, 1, data, len, NULL, 0);
   free (data);
   return r;
 }
@@ -188,7 +188,7 @@ test_create_open (void)
   c = catalog_open (tpath ("main.db"));
   check (c != NULL, "open it again");
   check (c && catalog_get_meta (c, "schema_version", &v) == 0 &&
-         strcmp (v, "1") == 0, "schema_version is 1");
+         strcmp (v, "2") == 0, "schema_version is 2");
   free (v);
   catalog_close (c);
   catalog_close (NULL);                 /* must be harmless */
@@ -234,8 +234,8 @@ test_open_version (void)
   const char *p = tpath ("newer.db");
 
   catalog_close (catalog_create (p));
-  raw_exec (p, "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
-  check (catalog_open (p) == NULL && error_is (PB_E_REPO, "version 2"),
+  raw_exec (p, "UPDATE meta SET value = '3' WHERE key = 'schema_version'");
+  check (catalog_open (p) == NULL && error_is (PB_E_REPO, "version 3"),
          "open of a newer schema_version refused with PB_E_REPO");
   raw_exec (p, "UPDATE meta SET value = 'x' WHERE key = 'schema_version'");
   check (catalog_open (p) == NULL && error_is (PB_E_REPO, "invalid"),
@@ -271,7 +271,7 @@ test_nodes (struct catalog *c)
 
   make_id (id, 1);
   check (put_node_seed (c, 1, 65536) == 0 &&
-         catalog_put_node (c, id, 1, "other", 5) == 0,
+         catalog_put_node (c, id, 1, "other", 5, NULL, 0) == 0,
          "put a 64 KiB node, then other data under the same id");
   make_data (want, sizeof want, 1);
   check (catalog_get_node (c, id, &data, &len) == 0 && len == sizeof want &&

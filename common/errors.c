@@ -11,9 +11,8 @@
 
 #include "errors.h"
 
-#define MSG_MAX 1024
 
-static __thread char msg[MSG_MAX];
+static __thread char msg[PB_ERROR_MSG_MAX];
 static __thread int err_num;
 static __thread int err_class;
 
@@ -37,7 +36,7 @@ pb_set_error (int errclass, int errnum, const char *fmt, ...)
 void
 pb_prefix_error (const char *fmt, ...)
 {
-  char old[MSG_MAX];
+  char old[PB_ERROR_MSG_MAX];
   va_list ap;
   int n;
 
@@ -82,4 +81,20 @@ pb_clear_error (void)
   msg[0] = '\0';
   err_num = 0;
   err_class = PB_E_OK;
+}
+
+void
+pb_save_error (struct pb_saved_error *e)
+{
+  memcpy (e->msg, msg, sizeof e->msg);
+  e->errnum = err_num;
+  e->errclass = err_class;
+}
+
+void
+pb_restore_error (const struct pb_saved_error *e)
+{
+  memcpy (msg, e->msg, sizeof msg);
+  err_num = e->errnum;
+  err_class = e->errclass;
 }

@@ -26,8 +26,11 @@ enum pb_errclass {
   PB_E_IO = 11,         /* local I/O error (permission, read-only, write error) */
   PB_E_INTERRUPTED = 12, /* stopped by a signal */
   PB_E_KEY = 13,        /* encryption key or passphrase missing or wrong */
-  PB_E_NOSPACE = 14     /* no space left (ENOSPC, EDQUOT) or file too large (EFBIG) */
+  PB_E_NOSPACE = 14,    /* no space left (ENOSPC, EDQUOT) or file too large (EFBIG) */
+  PB_E_PROTECTED = 15   /* the point is protected: unprotect it first */
 };
+
+#define PB_ERROR_MSG_MAX 1024
 
 /* Record an error for this thread.  ERRNUM may be 0.  The message is
  * formatted like printf. */
@@ -48,6 +51,15 @@ const char *pb_get_error (void);   /* never NULL; "" if none */
 int pb_get_errno (void);
 int pb_get_errclass (void);        /* PB_E_OK if none recorded */
 void pb_clear_error (void);
+
+/* Keep the current error across clean-up that may record errors of its
+ * own (releasing a lease after a failed backup). */
+struct pb_saved_error {
+  char msg[PB_ERROR_MSG_MAX];
+  int errnum, errclass;
+};
+void pb_save_error (struct pb_saved_error *e);
+void pb_restore_error (const struct pb_saved_error *e);
 
 /* Short form used everywhere inside the library. */
 #define set_error(cls, errnum, ...) pb_set_error ((cls), (errnum), __VA_ARGS__)

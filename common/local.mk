@@ -3,7 +3,7 @@ noinst_LTLIBRARIES += common/libcommon.la
 common_libcommon_la_SOURCES = \
 	common/errors.c common/errors.h \
 	common/cleanup.h common/test.h \
-	common/util.c common/util.h
+	common/util.c common/proc.c common/proc.h common/util.h
 
 check_PROGRAMS += common/test-util
 TESTS += common/test-util

@@ -1,16 +1,23 @@
 /* pullback - reader/backup.c: taking a backup point of a VM.
  *
  * Order of work, chosen so that a failure at any moment records nothing:
- *  1. check every option, find the parent point (--since), connect to
- *     every disk and check its bitmap -- all before reading any data;
+ *  1. check every option; in one catalog transaction take the VM's writer
+ *     lease (a second backup of the same VM is refused) and find the
+ *     parent point (--since), which the lease then names as its base so
+ *     that no forget can remove it while its tree is being reused; connect
+ *     to every disk and check its bitmap -- all before reading any data;
  *  2. for each disk walk the plan: read dirty/allocated chunks, detect zero
  *     chunks by content, put new chunks into the store, keep clean chunks'
  *     ids from the parent's map, and write the disk's new map tree;
  *  3. store_sync(), so every chunk and node is durable;
  *  4. in one catalog transaction: allocate the point id, write the point
- *     record into the store (self-description), sync, insert the point,
- *     commit.  Only now does the point exist, and only now can its
- *     checkpoint be used by --since.
+ *     record into the store (self-description), sync, insert the point
+ *     (its roots gain their references), drop forgotten bases of the VM
+ *     that it supersedes, drop the lease (and with it the pins), commit.
+ *     Only now does the point exist, and only now can its checkpoint be
+ *     used by --since.  A failed backup drops its lease; what it wrote is
+ *     garbage for gc (a killed one leaves a stale lease, which the next
+ *     backup of the VM or gc recognises by its dead process).
  */
 #include <config.h>
 
@@ -34,6 +41,7 @@ struct backup {
   const struct pullback_backup_opts *o;
   struct catalog_point *parent;         /* NULL: full backup */
   struct catalog_batch *batch;
+  int64_t lease;                        /* 0 until taken */
   struct reader_conn **conns;
   struct catalog_disk *disks;           /* what the catalog will record */
   struct pullback_backup_result *res;
@@ -206,13 +214,17 @@ read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
   }
   dw->dr->chunks_read++;
   store_id_of (s, dw->b->buf, len, id);
-  r = store_put_chunk (s, id, dw->b->buf, len, &stored);
+  r = batch_put (dw->b->batch, id, dw->b->buf, len, &stored);
+  if (r == -1)
+    return -1;
   if (r == 1) {
     dw->dr->chunks_new++;
     dw->dr->bytes_new += stored;
-    return catalog_batch_chunk (dw->b->batch, id, stored);
   }
-  return r;
+  /* A row also for a chunk found in the store (written by a backup that
+   * died, or one running now whose rows are still queued): the leaf that
+   * refers to it must find a row to count the reference in. */
+  return catalog_batch_chunk (dw->b->batch, id, stored);
 }
 
 static int
@@ -420,12 +432,30 @@ write_record (struct backup *b, const struct catalog_point *p)
   return 0;
 }
 
+/* Forgotten points kept only as bases for this VM's next incremental
+ * (forget of the newest point) have served their purpose now. */
+static int
+drop_hidden_bases (struct backup *b, int64_t id)
+{
+  CLEANUP_FREE int64_t *ids = NULL;
+  size_t n, i;
+
+  if (catalog_hidden_points (b->r->cat, b->o->vm, id, &ids, &n) == -1)
+    return -1;
+  for (i = 0; i < n; i++)
+    if (catalog_remove_point (b->r->cat, ids[i]) == -1 ||
+        repo_delete_point_record (b->r, ids[i]) == -1)
+      return -1;
+  return 0;
+}
+
 static int
 commit_point (struct backup *b)
 {
   struct catalog_point p = { 0 };
 
-  if (catalog_batch_flush (b->batch) == -1 || store_sync (b->r->store) == -1)
+  if (catalog_batch_flush (b->batch) == -1 || store_sync (b->r->store) == -1 ||
+      catalog_set_durable (b->r->cat, true) == -1)
     return -1;
   fill_point (b, &p);
   if (catalog_begin (b->r->cat) == -1)
@@ -433,12 +463,19 @@ commit_point (struct backup *b)
   if (catalog_next_point_id (b->r->cat, &p.id) == -1 ||
       write_record (b, &p) == -1 ||
       catalog_add_point (b->r->cat, &p) == -1 ||
+      drop_hidden_bases (b, p.id) == -1 ||
+      catalog_lease_drop (b->r->cat, b->lease) == -1 ||
       catalog_commit (b->r->cat) == -1) {
     catalog_rollback (b->r->cat);
     pb_prefix_error ("recording the point");
     return -1;
   }
+  b->lease = 0;
   b->res->point = p.id;
+  /* A parent that was a hidden base is gone now and the new point was
+   * re-parented to its parent (catalog_remove_point): report that. */
+  if (b->parent && b->parent->hidden)
+    b->res->parent = b->parent->parent;
   return 0;
 }
 
@@ -488,15 +525,56 @@ alloc_backup (struct backup *b)
   b->conns = calloc (n, sizeof *b->conns);
   b->disks = calloc (n, sizeof *b->disks);
   b->buf = malloc (pullback_repo_chunk_size (b->r));
-  b->batch = catalog_batch_new (b->r->cat);
   if (b->res)
     b->res->disks = calloc (n, sizeof *b->res->disks);
-  if (!b->res || !b->conns || !b->disks || !b->buf || !b->batch ||
-      !b->res->disks) {
+  if (!b->res || !b->conns || !b->disks || !b->buf || !b->res->disks) {
     set_error (PB_E_FAIL, errno, "out of memory");
     return -1;
   }
   return 0;
+}
+
+/* The lease, and in the same transaction the parent it protects. */
+static int
+lease_and_parent (struct backup *b)
+{
+  if (catalog_begin (b->r->cat) == -1)
+    return -1;
+  if (catalog_lease_take (b->r->cat, b->o->vm, &b->lease) == -1 ||
+      find_parent (b) == -1 ||
+      (b->parent &&
+       catalog_lease_set_base (b->r->cat, b->lease, b->parent->id) == -1) ||
+      catalog_commit (b->r->cat) == -1) {
+    catalog_rollback (b->r->cat);
+    b->lease = 0;
+    return -1;
+  }
+  b->batch = catalog_batch_new (b->r->cat, b->r->store, b->lease);
+  /* Until the point's commit, rows and pins are written without fsync
+   * (synchronous=NORMAL): they matter only once that commit, with FULL,
+   * has made the WAL durable, and a crash before it records nothing. */
+  if (b->batch == NULL || catalog_set_durable (b->r->cat, false) == -1)
+    return -1;
+  return 0;
+}
+
+/* A failed backup gives its lease back; if even that fails, the lease is
+ * stale once this process has exited.  The backup's own error is kept. */
+static void
+release_lease (struct backup *b)
+{
+  struct pb_saved_error e;
+
+  if (b->lease == 0)
+    return;
+  pb_save_error (&e);
+  catalog_rollback (b->r->cat);
+  catalog_set_durable (b->r->cat, true);
+  if (catalog_begin (b->r->cat) == 0 &&
+      (catalog_lease_drop (b->r->cat, b->lease) == -1 ||
+       catalog_commit (b->r->cat) == -1))
+    catalog_rollback (b->r->cat);
+  pb_restore_error (&e);
 }
 
 static void
@@ -504,6 +582,7 @@ free_backup (struct backup *b)
 {
   size_t i;
 
+  release_lease (b);
   for (i = 0; b->conns && i < b->o->ndisks; i++)
     reader_close (b->conns[i]);
   free (b->conns);
@@ -519,7 +598,8 @@ run_backup (struct backup *b)
   size_t i;
 
   if (alloc_backup (b) == -1 || fill_result_head (b) == -1 ||
-      find_parent (b) == -1 || set_mode (b) == -1 || connect_all (b) == -1)
+      lease_and_parent (b) == -1 || set_mode (b) == -1 ||
+      connect_all (b) == -1)
     return -1;
   for (i = 0; i < b->o->ndisks; i++)
     if (backup_disk (b, i) == -1)

@@ -1,10 +1,22 @@
-/* pullback - reader/batch.c: catalog rows written in batches.
+/* pullback - reader/batch.c: catalog rows written in batches, and the
+ * guarded put that keeps a running backup safe from a concurrent gc.
  *
- * With synchronous=FULL every SQLite commit costs an fsync, so writing a
- * row per chunk would make the catalog the bottleneck of a backup.  Map
- * nodes and "chunk is in the store" rows are content-addressed: written
- * early or twice they do no harm, so they are queued here and written a few
- * hundred per transaction.
+ * Writing a row per chunk in its own transaction would make the catalog
+ * the bottleneck of a backup.  Map nodes and "chunk is in the store" rows
+ * are content-addressed: written early or twice they do no harm, so they
+ * are queued here and written a few hundred per transaction, with
+ * synchronous=NORMAL (no fsync): they only matter once the point's own
+ * commit, with FULL, has made the WAL durable.
+ *
+ * Every row goes in with a pin for the backup's lease, so that gc leaves
+ * the object alone until the point is committed (when the references
+ * counted from its nodes and roots take over) or the lease is dropped.
+ * A batch cannot cover the moment an object is put: an object found
+ * already in the store (a dedup hit) may be garbage that a gc is about to
+ * delete.  So batch_put pins first, in a transaction of its own, and only
+ * then looks for and writes the object -- gc deletes inside its
+ * transaction, so once the pin is committed an object present stays
+ * present, and one gc took before is not found and written again.
  */
 #include <config.h>
 
@@ -14,6 +26,7 @@
 
 #include "errors.h"
 #include "internal.h"
+#include "maptree.h"
 
 #define BATCH_ROWS 512
 
@@ -27,12 +40,14 @@ struct batch_row {
 
 struct catalog_batch {
   struct catalog *cat;
+  struct store *store;
+  int64_t lease;                /* 0: no pins (no concurrent gc possible) */
   size_t n;
   struct batch_row rows[BATCH_ROWS];
 };
 
 struct catalog_batch *
-catalog_batch_new (struct catalog *cat)
+catalog_batch_new (struct catalog *cat, struct store *store, int64_t lease)
 {
   struct catalog_batch *b = calloc (1, sizeof *b);
 
@@ -41,6 +56,8 @@ catalog_batch_new (struct catalog *cat)
     return NULL;
   }
   b->cat = cat;
+  b->store = store;
+  b->lease = lease;
   return b;
 }
 
@@ -66,9 +83,17 @@ catalog_batch_free (struct catalog_batch *b)
 static int
 write_row (struct catalog_batch *b, const struct batch_row *row)
 {
-  if (row->data)
-    return catalog_put_node (b->cat, row->id.b, row->level, row->data, row->len);
-  return catalog_add_chunk (b->cat, row->id.b, row->stored);
+  const uint8_t *entries;
+  size_t n;
+
+  if (b->lease && catalog_pin (b->cat, b->lease, row->id.b) == -1)
+    return -1;
+  if (row->data == NULL)
+    return catalog_add_chunk (b->cat, row->id.b, row->stored);
+  if (maptree_node_entries (row->data, row->len, &entries, &n) == -1)
+    return -1;
+  return catalog_put_node (b->cat, row->id.b, row->level, row->data,
+                           row->len, entries, n);
 }
 
 int
@@ -134,4 +159,37 @@ catalog_batch_chunk (struct catalog_batch *b, const store_id *id,
   row->stored = stored;
   b->n++;
   return 0;
+}
+
+/* Pin ID now, in a transaction of its own (see the top of the file). */
+static int
+pin_now (struct catalog_batch *b, const store_id *id)
+{
+  if (catalog_begin (b->cat) == -1)
+    return -1;
+  if (catalog_pin (b->cat, b->lease, id->b) == -1 ||
+      catalog_commit (b->cat) == -1) {
+    catalog_rollback (b->cat);
+    return -1;
+  }
+  return 0;
+}
+
+int
+batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
+           size_t len, uint64_t *stored)
+{
+  int r;
+
+  /* Pinned before the object is looked for or written: an object found
+   * present then stays (gc sees the pin), and one that gc deleted before
+   * the pin was committed is not found and written anew.  The pin also
+   * records what a backup that dies wrote, so that dropping its lease
+   * turns exactly that into garbage (catalog_lease_drop). */
+  if (b->lease && pin_now (b, id) == -1)
+    return -1;
+  r = store_put_chunk (b->store, id, buf, len, stored);
+  if (r == 0 && store_stat_chunk (b->store, id, stored) == -1)
+    return -1;
+  return r;
 }

@@ -111,3 +111,17 @@ idset_find (struct idset *set, const store_id *id)
 
   return s->used ? &s->value : NULL;
 }
+
+int
+idset_foreach (struct idset *set,
+               int (*cb) (const store_id *id, uint64_t value, void *opaque),
+               void *opaque)
+{
+  size_t i;
+
+  for (i = 0; i < set->cap; i++)
+    if (set->slots[i].used &&
+        cb (&set->slots[i].id, set->slots[i].value, opaque) == -1)
+      return -1;
+  return 0;
+}

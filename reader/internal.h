@@ -21,6 +21,15 @@ struct pullback_repo {
   struct catalog *cat;
 };
 
+/* Remove point ID's record from the store ("points/NNNNNNNNNN"), once the
+ * catalog no longer has the point: a catalog rebuilt from the store must
+ * not bring it back. */
+int repo_delete_point_record (struct pullback_repo *r, int64_t id);
+
+/* Compute every reference count from the rows (after an upgrade from
+ * catalog version 1), reader/gc.c. */
+int repo_recount (struct pullback_repo *r);
+
 /* Set by pullback_interrupt(); polled once per chunk. */
 extern volatile sig_atomic_t pullback_interrupted;
 
@@ -34,13 +43,20 @@ int check_interrupt (void);
  * itself is committed separately, after store_sync(). */
 struct catalog_batch;
 
-struct catalog_batch *catalog_batch_new (struct catalog *cat);
+/* LEASE: the backup's writer lease (rows are pinned for it), or 0. */
+struct catalog_batch *catalog_batch_new (struct catalog *cat,
+                                         struct store *store, int64_t lease);
 int catalog_batch_node (struct catalog_batch *b, const store_id *id,
                         uint32_t level, const void *data, size_t len);
 int catalog_batch_chunk (struct catalog_batch *b, const store_id *id,
                          uint64_t stored);
 int catalog_batch_flush (struct catalog_batch *b);
 void catalog_batch_free (struct catalog_batch *b);  /* drops unflushed rows */
+/* store_put_chunk, made safe against a concurrent gc: 1 written, 0 already
+ * there (and now pinned, so it stays), -1 error.  *STORED as for
+ * store_put_chunk, except that for a present object it is its size. */
+int batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
+               size_t len, uint64_t *stored);
 
 /* ---- Id sets (open addressing; ids are uniformly random already) ---- */
 struct idset;
@@ -51,6 +67,13 @@ void idset_free (struct idset *set);
  * *ADDED tells which.  NULL on out of memory (error recorded). */
 uint64_t *idset_insert (struct idset *set, const store_id *id, bool *added);
 uint64_t *idset_find (struct idset *set, const store_id *id);
+/* Every id and its value, in no particular order; CB returns 0 or -1. */
+int idset_foreach (struct idset *set,
+                   int (*cb) (const store_id *id, uint64_t value,
+                              void *opaque), void *opaque);
+
+/* What gc would free now (reader/gc.c): counts in RES, nothing deleted. */
+int repo_reclaimable (struct pullback_repo *r, struct pullback_gc_result *res);
 
 /* Human-readable id prefix for messages: the first 16 hex digits. */
 void id_short (const store_id *id, char out[17]);

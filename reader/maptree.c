@@ -71,6 +71,29 @@ get_le32 (const uint8_t *p)
   return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t) p[3] << 24;
 }
 
+int
+maptree_node_entries (const void *data, size_t len,
+                      const uint8_t **entries, size_t *n)
+{
+  const uint8_t *p = data;
+  uint32_t count;
+
+  if (len < MAPTREE_HEADER || memcmp (p, MAPTREE_MAGIC, 4) != 0 || p[4] != 1) {
+    set_error (PB_E_CORRUPT, 0, "map node: bad header");
+    return -1;
+  }
+  count = get_le32 (p + 8);
+  if (count > MAPTREE_FANOUT ||
+      len != MAPTREE_HEADER + (size_t) count * STORE_ID_LEN) {
+    set_error (PB_E_CORRUPT, 0, "map node: %u entries in %zu bytes",
+               count, len);
+    return -1;
+  }
+  *entries = p + MAPTREE_HEADER;
+  *n = count;
+  return 0;
+}
+
 /* Encode, store and catalog one node; its id goes into *ID. */
 static int
 emit_node (struct maptree_writer *w, uint32_t level, store_id *id)
@@ -79,6 +102,7 @@ emit_node (struct maptree_writer *w, uint32_t level, store_id *id)
   size_t len = MAPTREE_HEADER + (size_t) b->count * STORE_ID_LEN;
   CLEANUP_FREE uint8_t *node = calloc (1, len);
   uint64_t stored = 0;
+  int r;
 
   if (node == NULL) {
     set_error (PB_E_FAIL, errno, "calloc");
@@ -90,10 +114,10 @@ emit_node (struct maptree_writer *w, uint32_t level, store_id *id)
   put_le32 (node + 8, b->count);
   memcpy (node + MAPTREE_HEADER, b->ids, (size_t) b->count * STORE_ID_LEN);
   store_id_of (w->r->store, node, len, id);
-  if (store_put_chunk (w->r->store, id, node, len, &stored) == -1 ||
+  if ((r = batch_put (w->batch, id, node, len, &stored)) == -1 ||
       catalog_batch_node (w->batch, id, level, node, len) == -1)
     return -1;
-  w->new_bytes += stored;
+  w->new_bytes += r == 1 ? stored : 0;
   b->count = 0;
   return 0;
 }

@@ -26,6 +26,11 @@
 /* Levels of the tree over NCHUNKS chunks (>= 1). */
 uint32_t maptree_levels (uint64_t nchunks);
 
+/* The entries of a node's plain bytes (checked: magic, version, length):
+ * *ENTRIES points into DATA, *N of them.  -1 PB_E_CORRUPT if malformed. */
+int maptree_node_entries (const void *data, size_t len,
+                          const uint8_t **entries, size_t *n);
+
 /* ---- Writer: chunk ids in order in, root out ---- */
 struct maptree_writer;
 

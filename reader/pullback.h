@@ -17,6 +17,7 @@
 
 #include "catalog.h"
 #include "errors.h"
+#include "policy.h"
 
 #define PULLBACK_DIGEST_LEN 32
 #define PULLBACK_DEFAULT_CHUNK_SIZE (256u * 1024)  /* = STORE_DEFAULT_CHUNK_SIZE */
@@ -163,5 +164,79 @@ void pullback_verify_result_free (struct pullback_verify_result *res);
 int pullback_digest (const char *source, struct pullback_repo *r,
                      uint32_t chunk_size, uint8_t digest[PULLBACK_DIGEST_LEN],
                      uint64_t *size);
+
+/* ---- Space: protect, forget, gc, stats (reader/space.c, reader/gc.c) ----
+ * Removing points only lowers reference counts (cheap, in proportion to
+ * the point's disks); gc then deletes what nothing needs any more, at
+ * once, never an object a running backup has pinned.  Everything here may
+ * run while backups of other VMs run on the same repository. */
+
+/* Shield point POINT from every removal (ON) or not.  PB_E_NOTFOUND. */
+int pullback_protect (struct pullback_repo *r, int64_t point, bool on);
+
+/* Reason bit beside enum pullback_keep_reason: kept because a running
+ * backup uses the point as its base. */
+#define PULLBACK_KEEP_IN_USE 128u
+
+struct pullback_forget_opts {
+  const char *vm;             /* only this VM's points; NULL = every VM */
+  int64_t point;              /* > 0: remove this point (no rules) */
+  struct pullback_keep_rules rules;
+  bool dry_run;
+};
+
+struct pullback_forget_item {
+  int64_t point;
+  char *vm;
+  int64_t finished;
+  bool keep;
+  unsigned reasons;           /* PULLBACK_KEEP_* bits when kept */
+  bool retained_as_base;      /* removed, but kept hidden as the base of
+                                 the VM's next incremental */
+};
+
+struct pullback_forget_result {
+  size_t n;
+  struct pullback_forget_item *items;   /* ascending point id */
+};
+
+/* Apply the rules (each VM separately) or remove one point.  Errors:
+ * PB_E_USAGE (no rule, bad rule, point and rules), PB_E_NOTFOUND,
+ * PB_E_PROTECTED (--point of a protected point), PB_E_BUSY (--point of
+ * the base of a running backup).  The newest point of a VM, if it has a
+ * checkpoint, is removed from every listing but its data kept as a
+ * hidden base until the VM's next point is committed, so that the next
+ * backup can still be incremental. */
+int pullback_forget (struct pullback_repo *r,
+                     const struct pullback_forget_opts *opts,
+                     struct pullback_forget_result **result);
+void pullback_forget_result_free (struct pullback_forget_result *res);
+
+struct pullback_gc_result {
+  bool dry_run;
+  uint64_t chunks_deleted, nodes_deleted, bytes_freed;
+  uint64_t in_use;            /* unreferenced but pinned by running backups */
+  uint64_t leases_cleared;    /* stale leases of dead processes dropped */
+  double seconds;
+};
+
+/* Delete every chunk and map node no point needs (DRY_RUN: only count
+ * them).  Reads the catalog, never chunk contents. */
+int pullback_gc (struct pullback_repo *r, bool dry_run,
+                 struct pullback_gc_result *res);
+
+struct pullback_stats {
+  uint64_t vms, points;
+  uint64_t logical_bytes;     /* sum of the disks' virtual sizes */
+  uint64_t chunks;            /* data chunks the points need */
+  uint64_t unique_bytes;      /* those chunks x chunk size (an upper bound) */
+  uint64_t stored_bytes;      /* every object the catalog knows, as stored */
+  uint64_t reclaimable_chunks, reclaimable_bytes;   /* what gc would free */
+  uint64_t running_backups;
+  double dedup_ratio;         /* logical / unique */
+  double compression_ratio;   /* unique / bytes the needed chunks take */
+};
+
+int pullback_stats (struct pullback_repo *r, struct pullback_stats *st);
 
 #endif /* PULLBACK_H */

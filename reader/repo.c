@@ -175,6 +175,9 @@ pullback_repo_open (const char *dir)
   if ((r->store = store_open (sp)) == NULL ||
       (r->cat = catalog_open (cp)) == NULL || check_uuid (r) == -1)
     goto err;
+  /* A catalog upgraded from version 1 has no reference counts yet. */
+  if (!catalog_refs_valid (r->cat) && repo_recount (r) == -1)
+    goto err;
   return r;
  err:
   pullback_repo_close (r);
@@ -239,7 +242,7 @@ pullback_resolve_point (struct pullback_repo *r, const char *spec,
     return 0;
   }
   if (parse_point_id (spec, id) == -1 ||
-      (p = catalog_get_point (r->cat, *id)) == NULL)
+      (p = pullback_get_point (r, *id)) == NULL)
     return -1;
   ok = vm == NULL || strcmp (p->vm, vm) == 0;
   if (!ok)
@@ -249,10 +252,28 @@ pullback_resolve_point (struct pullback_repo *r, const char *spec,
   return ok ? 0 : -1;
 }
 
+/* A hidden point (forgotten, kept only as the base of the VM's next
+ * incremental) is not there for anyone but the backup that uses it. */
 struct catalog_point *
 pullback_get_point (struct pullback_repo *r, int64_t id)
 {
-  return catalog_get_point (r->cat, id);
+  struct catalog_point *p = catalog_get_point (r->cat, id);
+
+  if (p && p->hidden) {
+    catalog_point_free (p);
+    set_error (PB_E_NOTFOUND, 0, "no point %" PRId64 " (it was forgotten)", id);
+    return NULL;
+  }
+  return p;
+}
+
+int
+repo_delete_point_record (struct pullback_repo *r, int64_t id)
+{
+  char name[64];
+
+  snprintf (name, sizeof name, "points/%010" PRId64, id);
+  return store_delete_record (r->store, name);
 }
 
 int

@@ -365,7 +365,7 @@ open_point (struct restore *rs)
 {
   store_id root;
 
-  rs->p = catalog_get_point (rs->r->cat, rs->o->point);
+  rs->p = pullback_get_point (rs->r, rs->o->point);
   if (rs->p == NULL || find_disk (rs) == -1 || check_format (rs) == -1 ||
       check_target (rs) == -1)
     return -1;

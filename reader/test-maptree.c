@@ -34,7 +34,7 @@ static int
 write_tree (struct pullback_repo *r, const store_id *ids, uint64_t n,
             struct tree *t)
 {
-  struct catalog_batch *b = catalog_batch_new (r->cat);
+  struct catalog_batch *b = catalog_batch_new (r->cat, r->store, 0);
   struct maptree_writer *w = maptree_writer_new (r, b, n);
   uint64_t i;
   int ret = -1;

@@ -244,7 +244,7 @@ points_to_check (struct verify *v, int64_t point,
     set_error (PB_E_FAIL, errno, "calloc");
     return -1;
   }
-  (*pts)[0] = catalog_get_point (v->r->cat, point);
+  (*pts)[0] = pullback_get_point (v->r, point);
   if ((*pts)[0] == NULL) {
     free (*pts);
     return -1;

@@ -345,10 +345,16 @@ store_get_chunk_alloc (struct store *s, const store_id *id,
 int
 store_has_chunk (struct store *s, const store_id *id)
 {
+  return store_stat_chunk (s, id, NULL);
+}
+
+int
+store_stat_chunk (struct store *s, const store_id *id, uint64_t *size)
+{
   char key[CHUNK_KEY_SIZE];
 
   chunk_key (id, key);
-  return objstore_stat (s->os, key, NULL);
+  return objstore_stat (s->os, key, size);
 }
 
 int

@@ -88,6 +88,10 @@ int store_get_chunk_alloc (struct store *s, const store_id *id,
 /* 1 if chunk ID is present (not checked), 0 if not, -1 on error. */
 int store_has_chunk (struct store *s, const store_id *id);
 
+/* The same, with the object's size in the store (header + payload) in
+ * *SIZE (may be NULL) when present. */
+int store_stat_chunk (struct store *s, const store_id *id, uint64_t *size);
+
 /* Delete chunk ID.  0 (also if it was absent) or -1. */
 int store_delete_chunk (struct store *s, const store_id *id);
 

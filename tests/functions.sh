@@ -526,3 +526,30 @@ drop_domain() {
     virsh undefine "$1" --checkpoints-metadata >/dev/null 2>&1 || true
   fi
 }
+
+# ---------------------------------------------------------------- space (forget, gc)
+# store_objects REPO: how many objects (data chunks and map nodes) the
+# store's chunks/ directory holds (temporary dot files not counted).
+store_objects() {
+  [ -d "$1/store/chunks" ] || { echo 0; return 0; }
+  find "$1/store/chunks" -type f ! -name '.*' | wc -l
+}
+
+# store_bytes REPO: the total size of those objects in bytes (file sizes,
+# not blocks: what the store really holds).
+store_bytes() {
+  [ -d "$1/store/chunks" ] || { echo 0; return 0; }
+  find "$1/store/chunks" -type f ! -name '.*' -printf '%s\n' |
+    awk '{t += $1} END {printf "%.0f\n", t}'
+}
+
+# store_listing REPO: every file of the store (chunks, map nodes, point
+# records) with its size and modification time, sorted: equal listings
+# before and after a command prove it left the store untouched.
+store_listing() {
+  (cd "$1/store" && find . -type f ! -name '.*' -printf '%p %s %T@\n' | sort)
+}
+
+# json_ids FILE KEY: the list d[KEY] (e.g. forget's "kept" or "removed")
+# as space-separated numbers in ascending order.
+json_ids() { json_py "$1" "' '.join(str(x) for x in sorted(d['$2']))"; }

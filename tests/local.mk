@@ -12,7 +12,11 @@ TESTS += \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
 	tests/test-blockdev.sh \
-	tests/test-multidisk.sh
+	tests/test-multidisk.sh \
+	tests/test-forget.sh \
+	tests/test-concurrent.sh \
+	tests/test-space-bad-input.sh \
+	tests/test-upgrade.sh
 
 EXTRA_DIST += \
 	tests/functions.sh tests/run-one tests/qmp.py tests/demo.sh \
@@ -27,6 +31,10 @@ EXTRA_DIST += \
 	tests/test-demo.sh \
 	tests/test-blockdev.sh \
 	tests/test-multidisk.sh \
+	tests/test-forget.sh \
+	tests/test-concurrent.sh \
+	tests/test-space-bad-input.sh \
+	tests/test-upgrade.sh tests/data/v1-repo.tar.gz tests/data/make-v1-repo.sh \
 	setup.sh .ci/run README.md
 
 # Scratch directories of failed tests (kept for inspection).
