@@ -408,23 +408,32 @@ catalog_rollback (struct catalog *c)
 
 /* ---- Map nodes and chunks ---- */
 
-/* A new node's entries each gain a reference.  UPDATE, not upsert: an
- * entry without a row is a zero chunk (never stored, never counted) -- or
- * a catalog missing a row, which at worst keeps something forever. */
-static int
-ref_children (struct catalog *c, uint32_t level, const uint8_t *children,
-              size_t n)
+/* Add DELTA (+1 or -1) to the refs of N ids (nodes or chunks).  UPDATE,
+ * not upsert: an entry without a row is a zero chunk (never stored, never
+ * counted) -- or a catalog missing a row, which at worst keeps something
+ * forever.  CHECK (refs >= 0) turns a count that would go negative -- a
+ * catalog whose counts are wrong -- into an error instead of hiding it. */
+int
+cat_adjust_refs (struct catalog *c, bool nodes, const uint8_t *ids, size_t n,
+                 int delta)
 {
+  static const char *const sql[2][2] = {
+    { "UPDATE chunk SET refs = refs - 1 WHERE id = ?1",
+      "UPDATE chunk SET refs = refs + 1 WHERE id = ?1" },
+    { "UPDATE map_node SET refs = refs - 1 WHERE id = ?1",
+      "UPDATE map_node SET refs = refs + 1 WHERE id = ?1" },
+  };
+  static const enum cat_stmt which[2][2] = {
+    { CAT_UNREF_CHUNK, CAT_REF_CHUNK }, { CAT_UNREF_NODE, CAT_REF_NODE },
+  };
   CLEANUP_RESET sqlite3_stmt *s =
-    cat_cached (c, level ? CAT_REF_NODE : CAT_REF_CHUNK,
-                level ? "UPDATE map_node SET refs = refs + 1 WHERE id = ?1"
-                : "UPDATE chunk SET refs = refs + 1 WHERE id = ?1");
+    cat_cached (c, which[nodes][delta > 0], sql[nodes][delta > 0]);
   size_t i;
 
   if (s == NULL)
     return -1;
   for (i = 0; i < n; i++) {
-    sqlite3_bind_blob (s, 1, children + i * CATALOG_ID_LEN, CATALOG_ID_LEN,
+    sqlite3_bind_blob (s, 1, ids + i * CATALOG_ID_LEN, CATALOG_ID_LEN,
                        SQLITE_STATIC);
     if (cat_step_done (c, s, "count references") == -1)
       return -1;
@@ -460,7 +469,8 @@ catalog_put_node (struct catalog *c, const uint8_t id[CATALOG_ID_LEN],
   /* Already there: its children were counted when it was first put. */
   if (sqlite3_changes (c->db) == 0)
     return 0;
-  return ref_children (c, level, children, nchildren);
+  /* A new node's entries each gain a reference. */
+  return cat_adjust_refs (c, level > 0, children, nchildren, +1);
 }
 
 /* Copy the BLOB in column 0 of S into a malloc'd buffer. */

@@ -130,24 +130,7 @@ catalog_foreach_garbage (struct catalog *c, bool nodes,
 int
 catalog_unref (struct catalog *c, bool nodes, const uint8_t *ids, size_t n)
 {
-  CLEANUP_RESET sqlite3_stmt *s =
-    cat_cached (c, nodes ? CAT_UNREF_NODE : CAT_UNREF_CHUNK,
-                nodes ? "UPDATE map_node SET refs = refs - 1 WHERE id = ?1"
-                : "UPDATE chunk SET refs = refs - 1 WHERE id = ?1");
-  size_t i;
-
-  if (s == NULL)
-    return -1;
-  /* CHECK (refs >= 0) turns a count that would go negative -- a catalog
-   * whose counts are wrong -- into an error instead of hiding it. */
-  for (i = 0; i < n; i++) {
-    sqlite3_bind_blob (s, 1, ids + i * CATALOG_ID_LEN, CATALOG_ID_LEN,
-                       SQLITE_STATIC);
-    if (cat_step_done (c, s, "lower reference count") == -1)
-      return -1;
-    sqlite3_reset (s);
-  }
-  return 0;
+  return cat_adjust_refs (c, nodes, ids, n, -1);
 }
 
 int

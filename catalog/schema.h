@@ -105,6 +105,10 @@ int cat_col_id (sqlite3_stmt *s, int i, uint8_t out[CATALOG_ID_LEN],
 int cat_col_text (sqlite3_stmt *s, int i, bool nullable, char **out,
                   const char *what);
 
+/* refs += DELTA (+1 or -1) for N 32-byte ids of nodes or chunks. */
+int cat_adjust_refs (struct catalog *c, bool nodes, const uint8_t *ids,
+                     size_t n, int delta);
+
 /* True while a transaction (ours or the caller's) is open. */
 bool cat_in_transaction (struct catalog *c);
 
