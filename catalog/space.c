@@ -301,7 +301,8 @@ catalog_lease_drop (struct catalog *c, int64_t lease)
                    "drop lease");
 }
 
-/* Call CB for each lease (rows read first: CB may delete). */
+/* The ids of leases whose owner is dead (read first, dropped after: the
+ * caller deletes them once this statement is finished). */
 static int
 dead_leases (struct catalog *c, int64_t **ids, size_t *n)
 {

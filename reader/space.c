@@ -254,22 +254,30 @@ remove_item (struct forget *f, struct pullback_forget_item *it,
 }
 
 /* Remove in ascending id order: the newest point of a VM comes last, when
- * it is still the newest visible one. */
+ * it is still the newest visible one.  PTS and the items are both in id
+ * order (run_forget), so item I is point PTS[I]. */
 static int
-remove_all (struct forget *f, struct catalog_point **pts, size_t n)
+remove_all (struct forget *f, struct catalog_point **pts)
 {
-  size_t i, k;
+  size_t i;
 
   for (i = 0; i < f->res->n; i++) {
     struct pullback_forget_item *it = &f->res->items[i];
     if (it->keep && f->o->point <= 0)
       continue;
-    for (k = 0; k < n && pts[k]->id != it->point; k++)
-      ;
-    if (remove_item (f, it, pts[k]) == -1)
+    if (remove_item (f, it, pts[i]) == -1)
       return -1;
   }
   return 0;
+}
+
+static int
+cmp_id (const void *a, const void *b)
+{
+  const struct catalog_point *p = *(struct catalog_point *const *) a;
+  const struct catalog_point *q = *(struct catalog_point *const *) b;
+
+  return (p->id > q->id) - (p->id < q->id);
 }
 
 static int
@@ -306,7 +314,8 @@ run_forget (struct forget *f)
   if (load_points (f, &pts, &n) == 0 && decide (f, pts, n) == 0 &&
       (f->o->point <= 0 || fill_items (f, pts, n) == 0)) {
     qsort (f->res->items, f->res->n, sizeof *f->res->items, sort_items);
-    r = remove_all (f, pts, n);
+    qsort (pts, n, sizeof *pts, cmp_id);
+    r = remove_all (f, pts);
   }
   if (r == 0 && !f->o->dry_run)
     r = catalog_commit (f->r->cat);
