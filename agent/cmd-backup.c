@@ -194,7 +194,7 @@ take_backup (const struct cli *c, const struct backup_args *a,
   };
   int ret;
 
-  if (specs == NULL || (r = pullback_repo_open (a->repo)) == NULL)
+  if (specs == NULL || (r = pullback_repo_open (a->repo, NULL)) == NULL)
     return -1;
   progress_start (&p, c, "backing up");
   ret = pullback_backup (r, &opts, res);

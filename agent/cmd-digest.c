@@ -76,7 +76,7 @@ run_digest (const struct command *cmd, int argc, char **argv)
                         "together (the repository fixes the chunk size)");
   source = argv[first];
 
-  if (a.repo && (r = pullback_repo_open (a.repo)) == NULL)
+  if (a.repo && (r = pullback_repo_open (a.repo, NULL)) == NULL)
     return report_error (&c);
   if (pullback_digest (source, r, a.chunk_size, digest, &size) == -1)
     return report_error (&c);

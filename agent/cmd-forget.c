@@ -178,7 +178,7 @@ do_forget (const struct cli *c, const struct forget_args *a)
   struct pullback_forget_result *res = NULL;
   struct pullback_gc_result gc;
 
-  if ((r = pullback_repo_open (a->repo)) == NULL ||
+  if ((r = pullback_repo_open (a->repo, NULL)) == NULL ||
       (a->point[0] && pullback_resolve_point (r, a->point, a->vm, &o.point) == -1) ||
       pullback_forget (r, &o, &res) == -1)
     return -1;
@@ -298,7 +298,7 @@ do_protect (const struct cli *c, const struct protect_args *a, bool on)
   struct json_object *o;
   int64_t id;
 
-  if ((r = pullback_repo_open (a->repo)) == NULL ||
+  if ((r = pullback_repo_open (a->repo, NULL)) == NULL ||
       pullback_resolve_point (r, a->point, a->vm, &id) == -1 ||
       pullback_protect (r, id, on) == -1)
     return -1;

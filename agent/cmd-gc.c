@@ -79,7 +79,7 @@ run_gc (const struct command *cmd, int argc, char **argv)
     return rc;
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
-  if ((r = pullback_repo_open (a.repo)) == NULL ||
+  if ((r = pullback_repo_open (a.repo, NULL)) == NULL ||
       pullback_gc (r, a.dry_run, &g) == -1)
     return report_error (&c);
   if (c.json)
@@ -174,7 +174,7 @@ run_stats (const struct command *cmd, int argc, char **argv)
     return rc;
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
-  if ((r = pullback_repo_open (a.repo)) == NULL ||
+  if ((r = pullback_repo_open (a.repo, NULL)) == NULL ||
       pullback_stats (r, &st) == -1)
     return report_error (&c);
   if (c.json)

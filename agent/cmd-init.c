@@ -59,7 +59,7 @@ run_init (const struct command *cmd, int argc, char **argv)
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
 
-  r = pullback_repo_init (a.repo, a.chunk_size);
+  r = pullback_repo_init (a.repo, a.chunk_size, NULL);
   if (r == NULL)
     return report_error (&c);
   print_init (&c, a.repo, r);

@@ -145,7 +145,7 @@ run_list (const struct command *cmd, int argc, char **argv)
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
 
-  r = pullback_repo_open (a.repo);
+  r = pullback_repo_open (a.repo, NULL);
   if (r == NULL || pullback_list_points (r, a.vm, &pts, &n) == -1)
     return report_error (&c);
   if (c.json)
@@ -294,7 +294,7 @@ run_show (const struct command *cmd, int argc, char **argv)
   if (a.point[0] == '\0')
     return usage_error (&c, "missing --point");
 
-  if ((r = pullback_repo_open (a.repo)) == NULL ||
+  if ((r = pullback_repo_open (a.repo, NULL)) == NULL ||
       pullback_resolve_point (r, a.point, a.vm, &id) == -1 ||
       (p = pullback_get_point (r, id)) == NULL ||
       point_chain (r, p, &chain, &n) == -1)

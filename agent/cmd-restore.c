@@ -116,7 +116,7 @@ do_restore (const struct cli *c, const struct restore_args *a,
   };
   int ret;
 
-  if ((r = pullback_repo_open (a->repo)) == NULL ||
+  if ((r = pullback_repo_open (a->repo, NULL)) == NULL ||
       pullback_resolve_point (r, a->point, a->vm, point) == -1)
     return -1;
   opts.point = *point;

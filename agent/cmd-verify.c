@@ -125,7 +125,7 @@ do_verify (const struct cli *c, const struct verify_args *a,
   int64_t point = 0;
   int ret;
 
-  if ((r = pullback_repo_open (a->repo)) == NULL)
+  if ((r = pullback_repo_open (a->repo, NULL)) == NULL)
     return -1;
   if (a->point[0] && pullback_resolve_point (r, a->point, NULL, &point) == -1)
     return -1;

@@ -92,7 +92,7 @@ main (int argc, char **argv)
   }
   n = strtoull (argv[2], NULL, 10);
   t0 = now_mono ();
-  if ((r = pullback_repo_init (argv[1], 64 * 1024)) == NULL ||
+  if ((r = pullback_repo_init (argv[1], 64 * 1024, NULL)) == NULL ||
       fill (r, n, &d) == -1 || add_point (r, &d, n) == -1)
     goto err;
   printf ("repository of %" PRIu64 " chunks, map tree of %u levels\n",

@@ -18,6 +18,7 @@
 #include "catalog.h"
 #include "errors.h"
 #include "policy.h"
+#include "store.h"
 
 #define PULLBACK_DIGEST_LEN 32
 #define PULLBACK_DEFAULT_CHUNK_SIZE (256u * 1024)  /* = STORE_DEFAULT_CHUNK_SIZE */
@@ -26,9 +27,16 @@ struct pullback_repo;
 
 /* A repository directory: DIR/catalog.db and the store in DIR/store.
  * init: DIR must not exist or be empty (PB_E_REPO otherwise); CHUNK_SIZE
- * 0 = default.  open: PB_E_REPO if DIR is not a pullback repository. */
-struct pullback_repo *pullback_repo_init (const char *dir, uint32_t chunk_size);
-struct pullback_repo *pullback_repo_open (const char *dir);
+ * 0 = default; KEY non-NULL makes an encrypted repository (store.h has
+ * the key API: store_key_load, store_key_generate, ...).  open: PB_E_REPO
+ * if DIR is not a pullback repository; PB_E_KEY if it is encrypted and KEY
+ * is NULL or another key, or KEY is given for an unencrypted one.  The
+ * repository keeps no reference to KEY: free it after the call. */
+struct pullback_repo *pullback_repo_init (const char *dir, uint32_t chunk_size,
+                                          const struct store_key *key);
+struct pullback_repo *pullback_repo_open (const char *dir,
+                                          const struct store_key *key);
+bool pullback_repo_encrypted (const struct pullback_repo *r);
 void pullback_repo_close (struct pullback_repo *r);     /* accepts NULL */
 uint32_t pullback_repo_chunk_size (const struct pullback_repo *r);
 const char *pullback_repo_uuid (const struct pullback_repo *r);

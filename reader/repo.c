@@ -101,7 +101,8 @@ repo_new (const char *dir)
 }
 
 struct pullback_repo *
-pullback_repo_init (const char *dir, uint32_t chunk_size)
+pullback_repo_init (const char *dir, uint32_t chunk_size,
+                    const struct store_key *key)
 {
   struct pullback_repo *r;
   CLEANUP_FREE char *sp = NULL, *cp = NULL;
@@ -119,7 +120,7 @@ pullback_repo_init (const char *dir, uint32_t chunk_size)
   sp = repo_path (dir, "store");
   cp = repo_path (dir, "catalog.db");
   if (sp == NULL || cp == NULL ||
-      (r->store = store_create (sp, chunk_size)) == NULL ||
+      (r->store = store_create (sp, chunk_size, key)) == NULL ||
       (r->cat = catalog_create (cp)) == NULL ||
       catalog_set_meta (r->cat, "store_uuid", store_uuid (r->store)) == -1 ||
       store_sync (r->store) == -1 || fsync_dir (dir) == -1)
@@ -150,7 +151,7 @@ check_uuid (struct pullback_repo *r)
 }
 
 struct pullback_repo *
-pullback_repo_open (const char *dir)
+pullback_repo_open (const char *dir, const struct store_key *key)
 {
   struct pullback_repo *r;
   CLEANUP_FREE char *sp = NULL, *cp = NULL;
@@ -172,7 +173,7 @@ pullback_repo_open (const char *dir)
                dir, dir);
     goto err;
   }
-  if ((r->store = store_open (sp)) == NULL ||
+  if ((r->store = store_open (sp, key)) == NULL ||
       (r->cat = catalog_open (cp)) == NULL || check_uuid (r) == -1)
     goto err;
   /* A catalog upgraded from version 1 has no reference counts yet. */
@@ -205,6 +206,12 @@ const char *
 pullback_repo_uuid (const struct pullback_repo *r)
 {
   return store_uuid (r->store);
+}
+
+bool
+pullback_repo_encrypted (const struct pullback_repo *r)
+{
+  return store_encrypted (r->store);
 }
 
 /* ---- Points ---- */

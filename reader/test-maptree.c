@@ -162,7 +162,7 @@ main (void)
   if (mkdtemp (dir) == NULL)
     return 1;
   snprintf (repo, sizeof repo, "%s/repo", dir);
-  r = pullback_repo_init (repo, 0);
+  r = pullback_repo_init (repo, 0, NULL);
   if (r == NULL) {
     printf ("FAIL: init: %s\n", pb_get_error ());
     return 1;

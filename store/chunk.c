@@ -5,11 +5,19 @@
  *   0  4  magic "PBCK"
  *   4  1  version (1)
  *   5  1  type (1 chunk, 2 record)
- *   6  2  flags, u16 LE (bit 0 zstd, bit 1 reserved for encryption)
+ *   6  2  flags, u16 LE (bit 0 zstd, bit 1 encrypted)
  *   8  4  plain length, u32 LE
  *  12  4  payload length, u32 LE
  *  16  8  checksum: SHA-256 (header with this field zeroed || payload)[0..8)
  *  24     payload
+ *
+ * In an encrypted store (chunk_codec_set_key) the payload is an AES-256-GCM
+ * box, nonce || ciphertext || tag, over what would otherwise be the
+ * payload (zstd frame or plain bytes); its additional data is the first 16
+ * header bytes and the object's key, so that neither the header's lengths
+ * and flags nor the object's place can be changed unnoticed.  The checksum
+ * still covers header and payload, so damage is told apart from a wrong
+ * key, and can be found without the key.
  *
  * Decoding trusts nothing: every field is checked against the object's real
  * size and the caller's limits before anything is allocated, copied or
@@ -33,6 +41,8 @@
 #include <zstd_errors.h>
 
 #include "chunk.h"
+#include "crypt.h"
+#include "cleanup.h"
 #include "errors.h"
 #include "util.h"
 
@@ -51,7 +61,12 @@ struct pool {
 struct chunk_codec {
   EVP_MD *sha256;          /* fetched once: implicit fetches cost a lock */
   struct pool cctx, dctx;
+  bool encrypt;            /* chunk_codec_set_key was called */
+  uint8_t key[CRYPT_KEY_LEN];
 };
+
+/* Largest additional data: 16 header bytes and an object key. */
+#define AAD_MAX (16 + CHUNK_NAME_MAX)
 
 struct header {
   uint8_t version, type;
@@ -198,7 +213,26 @@ chunk_codec_free (struct chunk_codec *c)
   pthread_mutex_destroy (&c->cctx.lock);
   pthread_mutex_destroy (&c->dctx.lock);
   EVP_MD_free (c->sha256);
+  OPENSSL_cleanse (c->key, sizeof c->key);
   free (c);
+}
+
+void
+chunk_codec_set_key (struct chunk_codec *c, const uint8_t key[CRYPT_KEY_LEN])
+{
+  memcpy (c->key, key, CRYPT_KEY_LEN);
+  c->encrypt = true;
+}
+
+/* Header bytes 0..16 followed by NAME: what a box is bound to. */
+static size_t
+make_aad (const uint8_t *hdr, const char *name, uint8_t aad[AAD_MAX])
+{
+  size_t n = strnlen (name, CHUNK_NAME_MAX);
+
+  memcpy (aad, hdr, CHUNK_OFF_CHECKSUM);
+  memcpy (aad + CHUNK_OFF_CHECKSUM, name, n);
+  return CHUNK_OFF_CHECKSUM + n;
 }
 
 /* ---- checksum ---- */
@@ -273,42 +307,74 @@ write_header (uint8_t *o, enum chunk_type type, uint16_t flags,
   memset (o + CHUNK_OFF_CHECKSUM, 0, CHUNK_CHECKSUM_LEN);
 }
 
+/* The payload before encryption: zstd frame in BUF (*PLEN) when worth it
+ * (returns 1), else the plain bytes (0), -1 on error. */
+static int
+inner_payload (struct chunk_codec *c, bool compress, const void *plain,
+               size_t len, uint8_t *buf, size_t *plen)
+{
+  int r = compress ? try_compress (c, plain, len, buf, plen) : 0;
+
+  if (r == 0)
+    *plen = len;
+  return r;
+}
+
+/* Seal INNER (*PLEN bytes) into O's payload, header already written. */
+static int
+seal_payload (struct chunk_codec *c, uint8_t *o, const char *name,
+              const void *inner, size_t plen)
+{
+  uint8_t aad[AAD_MAX];
+  size_t aadlen = make_aad (o, name, aad);
+
+  return crypt_seal (c->key, aad, aadlen, inner, plen, o + CHUNK_HEADER_SIZE);
+}
+
 int
 chunk_encode (struct chunk_codec *c, enum chunk_type type, bool compress,
-              const void *plain, size_t len, void **obj, size_t *objlen)
+              const char *name, const void *plain, size_t len,
+              void **obj, size_t *objlen)
 {
-  uint8_t *o;
-  size_t plen = len;
-  uint16_t flags = 0;
-  int r = 0;
+  size_t extra = c->encrypt ? CRYPT_OVERHEAD : 0, plen;
+  uint8_t *o, *inner = NULL;
+  uint16_t flags = c->encrypt ? CHUNK_F_ENCRYPTED : 0;
+  int r;
 
-  if (len > UINT32_MAX) {
+  if (len > UINT32_MAX - extra) {
     set_error (PB_E_USAGE, 0, "object of %zu bytes is too large", len);
     return -1;
   }
-  /* The payload never exceeds LEN: compressed output is kept only when
-   * smaller, so one allocation serves both cases. */
-  o = malloc (CHUNK_HEADER_SIZE + len);
-  if (o == NULL) {
+  /* The payload never exceeds LEN (+ the box): compressed output is kept
+   * only when smaller.  Unencrypted, it is compressed in place. */
+  o = malloc (CHUNK_HEADER_SIZE + len + extra);
+  inner = c->encrypt && compress ? malloc (len) : NULL;
+  if (o == NULL || (c->encrypt && compress && inner == NULL)) {
     set_error (PB_E_FAIL, errno, "malloc");
-    return -1;
+    goto err;
   }
-  if (compress)
-    r = try_compress (c, plain, len, o + CHUNK_HEADER_SIZE, &plen);
+  r = inner_payload (c, compress, plain, len,
+                     inner ? inner : o + CHUNK_HEADER_SIZE, &plen);
   if (r == -1)
     goto err;
-  if (r == 1)
-    flags |= CHUNK_F_ZSTD;
-  else if (len > 0)
+  flags |= r == 1 ? CHUNK_F_ZSTD : 0;
+  write_header (o, type, flags, len, plen + extra);
+  if (c->encrypt) {
+    if (seal_payload (c, o, name, r == 1 ? inner : plain, plen) == -1)
+      goto err;
+  }
+  else if (r == 0 && len > 0)
     memcpy (o + CHUNK_HEADER_SIZE, plain, len);
-  write_header (o, type, flags, len, plen);
-  if (checksum (c, o, o + CHUNK_HEADER_SIZE, plen, o + CHUNK_OFF_CHECKSUM) == -1)
+  if (checksum (c, o, o + CHUNK_HEADER_SIZE, plen + extra,
+                o + CHUNK_OFF_CHECKSUM) == -1)
     goto err;
+  free (inner);
   *obj = o;
-  *objlen = CHUNK_HEADER_SIZE + plen;
+  *objlen = CHUNK_HEADER_SIZE + plen + extra;
   return 0;
 
  err:
+  free (inner);
   free (o);
   return -1;
 }
@@ -327,8 +393,8 @@ type_name (unsigned type)
 
 /* Magic, version, type and flags. */
 static int
-check_ident (const uint8_t *o, enum chunk_type type, struct header *h,
-             const char *what)
+check_ident (const struct chunk_codec *c, const uint8_t *o,
+             enum chunk_type type, struct header *h, const char *what)
 {
   if (memcmp (o + CHUNK_OFF_MAGIC, CHUNK_MAGIC, 4) != 0) {
     set_error (PB_E_CORRUPT, 0, "%s: bad magic (not a pullback object)", what);
@@ -347,13 +413,16 @@ check_ident (const uint8_t *o, enum chunk_type type, struct header *h,
                what, type_name (h->type), h->type, type_name (type));
     return -1;
   }
-  if (h->flags & CHUNK_F_ENCRYPTED) {
-    set_error (PB_E_CORRUPT, 0, "%s: encrypted, which this version cannot read",
-               what);
-    return -1;
-  }
   if (h->flags & ~CHUNK_F_KNOWN) {
     set_error (PB_E_CORRUPT, 0, "%s: unknown flags 0x%04x", what, h->flags);
+    return -1;
+  }
+  /* An encrypted store holds only sealed objects: a plain one there was
+   * planted or is left from another store, and the other way round. */
+  if (!(h->flags & CHUNK_F_ENCRYPTED) != !c->encrypt) {
+    set_error (PB_E_CORRUPT, 0, c->encrypt
+               ? "%s: not encrypted, in an encrypted store"
+               : "%s: encrypted, in a store that is not", what);
     return -1;
   }
   return 0;
@@ -365,6 +434,7 @@ check_lengths (const uint8_t *o, size_t objlen, uint32_t raw_max,
                struct header *h, const char *what)
 {
   size_t have = objlen - CHUNK_HEADER_SIZE;   /* objlen >= header size */
+  uint32_t box = h->flags & CHUNK_F_ENCRYPTED ? CRYPT_OVERHEAD : 0;
 
   h->raw_len = get_le32 (o + CHUNK_OFF_RAW_LEN);
   h->payload_len = get_le32 (o + CHUNK_OFF_PAYLOAD_LEN);
@@ -383,9 +453,14 @@ check_lengths (const uint8_t *o, size_t objlen, uint32_t raw_max,
                "payload)", what, have - h->payload_len);
     return -1;
   }
-  if (!(h->flags & CHUNK_F_ZSTD) && h->payload_len != h->raw_len) {
+  if (h->payload_len < box) {
+    set_error (PB_E_CORRUPT, 0, "%s: encrypted payload of %" PRIu32 " bytes "
+               "is shorter than nonce and tag", what, h->payload_len);
+    return -1;
+  }
+  if (!(h->flags & CHUNK_F_ZSTD) && h->payload_len - box != h->raw_len) {
     set_error (PB_E_CORRUPT, 0, "%s: uncompressed payload of %" PRIu32
-               " bytes but plain length %" PRIu32, what, h->payload_len,
+               " bytes but plain length %" PRIu32, what, h->payload_len - box,
                h->raw_len);
     return -1;
   }
@@ -405,7 +480,7 @@ parse (struct chunk_codec *c, enum chunk_type type, const void *obj,
                "%d-byte header)", what, objlen, CHUNK_HEADER_SIZE);
     return -1;
   }
-  if (check_ident (o, type, h, what) == -1 ||
+  if (check_ident (c, o, type, h, what) == -1 ||
       check_lengths (o, objlen, raw_max, h, what) == -1)
     return -1;
   if (checksum (c, o, o + CHUNK_HEADER_SIZE, h->payload_len, sum) == -1)
@@ -469,13 +544,55 @@ decompress (struct chunk_codec *c, const void *src, size_t plen,
   return 0;
 }
 
+/* Open the box of a parsed encrypted object into OUT (payload_len -
+ * CRYPT_OVERHEAD bytes). */
+static int
+open_payload (struct chunk_codec *c, const struct header *h, const void *obj,
+              const char *name, void *out, const char *what)
+{
+  uint8_t aad[AAD_MAX];
+  size_t aadlen = make_aad (obj, name, aad);
+  int failed;
+
+  if (crypt_open (c->key, aad, aadlen, (const uint8_t *) obj + CHUNK_HEADER_SIZE,
+                  h->payload_len, out, &failed) == 0)
+    return 0;
+  if (!failed)
+    set_error (PB_E_CORRUPT, 0, "%s: authentication failed (the object was "
+               "altered, moved from another place, or sealed with another "
+               "key)", what);
+  return -1;
+}
+
+/* Decrypt, then decompress or copy: for encrypted objects. */
+static int
+unpack_sealed (struct chunk_codec *c, const struct header *h, const void *obj,
+               const char *name, void *out, const char *what)
+{
+  size_t inner = h->payload_len - CRYPT_OVERHEAD;
+  CLEANUP_FREE uint8_t *tmp = NULL;
+
+  if (!(h->flags & CHUNK_F_ZSTD))
+    return open_payload (c, h, obj, name, out, what);
+  tmp = malloc (inner > 0 ? inner : 1);
+  if (tmp == NULL) {
+    set_error (PB_E_FAIL, errno, "malloc");
+    return -1;
+  }
+  if (open_payload (c, h, obj, name, tmp, what) == -1)
+    return -1;
+  return decompress (c, tmp, inner, out, h->raw_len, what);
+}
+
 /* Payload of a parsed object to OUT, which has room for h->raw_len. */
 static int
 unpack (struct chunk_codec *c, const struct header *h, const void *obj,
-        void *out, const char *what)
+        const char *name, void *out, const char *what)
 {
   const uint8_t *payload = (const uint8_t *) obj + CHUNK_HEADER_SIZE;
 
+  if (h->flags & CHUNK_F_ENCRYPTED)
+    return unpack_sealed (c, h, obj, name, out, what);
   if (h->flags & CHUNK_F_ZSTD)
     return decompress (c, payload, h->payload_len, out, h->raw_len, what);
   if (h->raw_len > 0)
@@ -484,7 +601,7 @@ unpack (struct chunk_codec *c, const struct header *h, const void *obj,
 }
 
 int
-chunk_decode (struct chunk_codec *c, enum chunk_type type,
+chunk_decode (struct chunk_codec *c, enum chunk_type type, const char *name,
               const void *obj, size_t objlen, uint32_t raw_max,
               void *out, size_t cap, size_t *len, const char *what)
 {
@@ -499,7 +616,7 @@ chunk_decode (struct chunk_codec *c, enum chunk_type type,
                "%zu expected", what, h.raw_len, cap);
     return -1;
   }
-  if (unpack (c, &h, obj, out, what) == -1)
+  if (unpack (c, &h, obj, name, out, what) == -1)
     return -1;
   *len = h.raw_len;
   return 0;
@@ -507,8 +624,9 @@ chunk_decode (struct chunk_codec *c, enum chunk_type type,
 
 int
 chunk_decode_alloc (struct chunk_codec *c, enum chunk_type type,
-                    const void *obj, size_t objlen, uint32_t raw_max,
-                    void **out, size_t *len, const char *what)
+                    const char *name, const void *obj, size_t objlen,
+                    uint32_t raw_max, void **out, size_t *len,
+                    const char *what)
 {
   struct header h;
   char *p;
@@ -521,7 +639,7 @@ chunk_decode_alloc (struct chunk_codec *c, enum chunk_type type,
     set_error (PB_E_FAIL, errno, "malloc");
     return -1;
   }
-  if (unpack (c, &h, obj, p, what) == -1) {
+  if (unpack (c, &h, obj, name, p, what) == -1) {
     free (p);
     return -1;
   }

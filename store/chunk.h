@@ -3,7 +3,7 @@
  * Chunks, chunk-map nodes and records all share one byte layout (described
  * exactly in docs/FORMAT.md (part 1)): a fixed 24-byte little-endian header
  * followed by the payload, which is either the plain bytes or one zstd
- * frame.  The header carries a checksum over header and payload, so that a
+ * frame, sealed with AES-256-GCM in an encrypted store.  The header carries a checksum over header and payload, so that a
  * flipped bit or a truncated object is caught before zstd ever sees it.
  *
  * This file knows nothing about ids, keys or backends: store.c decides what
@@ -39,8 +39,11 @@ enum chunk_type {
 };
 
 #define CHUNK_F_ZSTD 0x0001u       /* payload is one zstd frame */
-#define CHUNK_F_ENCRYPTED 0x0002u  /* reserved: version 1 readers reject it */
-#define CHUNK_F_KNOWN CHUNK_F_ZSTD
+#define CHUNK_F_ENCRYPTED 0x0002u  /* payload is an AES-256-GCM box */
+#define CHUNK_F_KNOWN (CHUNK_F_ZSTD | CHUNK_F_ENCRYPTED)
+
+/* Longest object key (the backend's limit), bound into encrypted boxes. */
+#define CHUNK_NAME_MAX 512
 
 /* Largest plain length a record may have (chunks are bounded by
  * STORE_MAX_CHUNK_SIZE). */
@@ -52,23 +55,33 @@ struct chunk_codec;
 struct chunk_codec *chunk_codec_new (void);
 void chunk_codec_free (struct chunk_codec *c);
 
-/* Wrap LEN plain bytes (LEN <= UINT32_MAX) of type TYPE into a new
+/* From now on, seal every object encoded with KEY (AES-256-GCM) and accept
+ * only sealed objects, opened with KEY.  Called once, before the codec is
+ * shared between threads. */
+void chunk_codec_set_key (struct chunk_codec *c, const uint8_t key[32]);
+
+/* Wrap LEN plain bytes (LEN <= UINT32_MAX - 28) of type TYPE into a new
  * malloc'd object *OBJ of *OBJLEN bytes.  With COMPRESS, the payload is
- * zstd level 1 if that saves more than 1/32 of LEN, else the plain bytes. */
+ * zstd level 1 if that saves more than 1/32 of LEN, else the plain bytes.
+ * NAME is the object's key ("chunks/3f/3fa1...", "points/0000000042"):
+ * an encrypted object is bound to it, and decodes only under that name. */
 int chunk_encode (struct chunk_codec *c, enum chunk_type type, bool compress,
-                  const void *plain, size_t len, void **obj, size_t *objlen);
+                  const char *name, const void *plain, size_t len,
+                  void **obj, size_t *objlen);
 
 /* Check an object read from the backend and decode its content into OUT
  * (capacity CAP); *LEN = plain length.  RAW_MAX bounds the plain length.
  * WHAT names the object in error messages ("chunk 3fa1...").  Any damage
  * is PB_E_CORRUPT. */
 int chunk_decode (struct chunk_codec *c, enum chunk_type type,
-                  const void *obj, size_t objlen, uint32_t raw_max,
-                  void *out, size_t cap, size_t *len, const char *what);
+                  const char *name, const void *obj, size_t objlen,
+                  uint32_t raw_max, void *out, size_t cap, size_t *len,
+                  const char *what);
 
 /* The same into a malloc'd buffer of plain length + 1, NUL-terminated. */
 int chunk_decode_alloc (struct chunk_codec *c, enum chunk_type type,
-                        const void *obj, size_t objlen, uint32_t raw_max,
-                        void **out, size_t *len, const char *what);
+                        const char *name, const void *obj, size_t objlen,
+                        uint32_t raw_max, void **out, size_t *len,
+                        const char *what);
 
 #endif /* PB_CHUNK_H */

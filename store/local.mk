@@ -5,6 +5,7 @@ store_libstore_la_SOURCES = \
 	store/objstore-dir.c \
 	store/dirsync.c store/dirsync.h \
 	store/chunk.c store/chunk.h \
+	store/crypt.c store/crypt.h \
 	store/store-config.c store/store-config.h \
 	store/store.c
 store_libstore_la_LIBADD = common/libcommon.la

@@ -10,6 +10,13 @@
  *        "chunks/XX/<64 hex id>"    chunks and map nodes, XX = first 2 hex
  *        "DIR/NAME..."              records, by their own name
  *
+ * Encrypted stores: the master key is only used here, at create/open, to
+ * derive three subkeys with HKDF (object encryption, chunk ids, config
+ * MAC) and then forgotten; the codec seals and opens objects, store_id_of
+ * computes keyed ids.  The config records the key's fingerprint and a MAC,
+ * so that a wrong key or an altered config is refused before any object
+ * is read or written.
+ *
  * Thread-safety: after store_create/store_open returns, the struct is
  * read-only except for the lazily computed zero id (zero_lock); the codec
  * and the backend are thread-safe themselves.
@@ -26,6 +33,7 @@
 
 #include "chunk.h"
 #include "cleanup.h"
+#include "crypt.h"
 #include "errors.h"
 #include "objstore.h"
 #include "store.h"
@@ -42,6 +50,7 @@ struct store {
   struct objstore *os;
   struct chunk_codec *codec;
   EVP_MD *id_md;               /* SHA-256, fetched once */
+  struct crypt_hmac *id_mac;   /* encrypted stores: keyed ids, else NULL */
   char *path;                  /* for messages */
   struct store_config cfg;     /* chunk size and uuid */
   void *zeros;                 /* chunk_size zero bytes (calloc: no RSS) */
@@ -93,24 +102,112 @@ store_close (struct store *s)
   objstore_close (s->os);
   chunk_codec_free (s->codec);
   EVP_MD_free (s->id_md);
+  crypt_hmac_free (s->id_mac);
   pthread_mutex_destroy (&s->zero_lock);
   free (s->zeros);
   free (s->path);
   free (s);
 }
 
+/* ---- keys ---- */
+
+#define INFO_OBJECTS "pullback v1 object encryption"
+#define INFO_IDS "pullback v1 chunk ids"
+#define INFO_CONFIG "pullback v1 config mac"
+
+/* The MAC of an encrypted config under KEY's config subkey. */
+static int
+config_mac (const struct store_key *key, const struct store_config *cfg,
+            uint8_t mac[STORE_CONFIG_MAC_LEN])
+{
+  uint8_t sub[CRYPT_KEY_LEN];
+  char text[STORE_CONFIG_MAC_TEXT_MAX];
+  int r;
+
+  store_config_mac_text (cfg, text);
+  r = crypt_hkdf (key->master, STORE_KEY_LEN, INFO_CONFIG, sub, sizeof sub);
+  if (r == 0)
+    r = crypt_hmac (sub, text, strlen (text), NULL, 0, mac);
+  OPENSSL_cleanse (sub, sizeof sub);
+  return r;
+}
+
+/* Give the codec and the id function their subkeys. */
+static int
+use_key (struct store *s, const struct store_key *key)
+{
+  uint8_t enc[CRYPT_KEY_LEN], ids[CRYPT_KEY_LEN];
+  int r = -1;
+
+  if (crypt_hkdf (key->master, STORE_KEY_LEN, INFO_OBJECTS, enc, sizeof enc) == 0 &&
+      crypt_hkdf (key->master, STORE_KEY_LEN, INFO_IDS, ids, sizeof ids) == 0 &&
+      (s->id_mac = crypt_hmac_new (ids)) != NULL) {
+    chunk_codec_set_key (s->codec, enc);
+    r = 0;
+  }
+  OPENSSL_cleanse (enc, sizeof enc);
+  OPENSSL_cleanse (ids, sizeof ids);
+  return r;
+}
+
+/* An opened config against the key given: the right key for an encrypted
+ * store, none for a plain one, and a config nobody altered. */
+static int
+check_key (const struct store_config *cfg, const struct store_key *key,
+           const char *path)
+{
+  uint8_t mac[STORE_CONFIG_MAC_LEN];
+
+  if (!cfg->encrypted && key == NULL)
+    return 0;
+  if (!cfg->encrypted) {
+    set_error (PB_E_KEY, 0, "%s is not encrypted, but a key was given", path);
+    return -1;
+  }
+  if (key == NULL) {
+    set_error (PB_E_KEY, 0, "%s is encrypted: its key is needed (key %s; "
+               "give --key-file)", path, cfg->key);
+    return -1;
+  }
+  if (strcmp (cfg->key, key->fingerprint) != 0) {
+    set_error (PB_E_KEY, 0, "wrong key for %s: it needs key %s, the key "
+               "given is %s", path, cfg->key, key->fingerprint);
+    return -1;
+  }
+  if (config_mac (key, cfg, mac) == -1)
+    return -1;
+  if (crypt_memcmp (mac, cfg->mac, sizeof mac) != 0) {
+    set_error (PB_E_REPO, 0, "%s: the store config has been altered (its MAC "
+               "does not match)", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- construction, continued ---- */
+
 /* Everything is checked and allocated before the directory is made, so a
  * failure leaves nothing behind (except after the config write failed:
  * then an empty directory, which a retry accepts). */
 struct store *
-store_create (const char *path, uint32_t chunk_size)
+store_create (const char *path, uint32_t chunk_size,
+              const struct store_key *key)
 {
   struct store_config cfg;
   struct store *s;
 
-  if (store_config_init (&cfg, chunk_size) == -1 ||
-      (s = store_alloc (path, &cfg)) == NULL)
+  if (store_config_init (&cfg, chunk_size) == -1)
     return NULL;
+  if (key) {
+    cfg.encrypted = true;
+    memcpy (cfg.key, key->fingerprint, sizeof cfg.key);
+    if (config_mac (key, &cfg, cfg.mac) == -1)
+      return NULL;
+  }
+  if ((s = store_alloc (path, &cfg)) == NULL)
+    return NULL;
+  if (key && use_key (s, key) == -1)
+    goto err;
   s->os = objstore_dir_open (path, 1);
   if (s->os == NULL || store_config_write (s->os, &cfg) == -1 ||
       objstore_sync (s->os) == -1)
@@ -123,19 +220,30 @@ store_create (const char *path, uint32_t chunk_size)
 }
 
 struct store *
-store_open (const char *path)
+store_open (const char *path, const struct store_key *key)
 {
   struct objstore *os = objstore_dir_open (path, 0);
   struct store_config cfg;
   struct store *s;
 
   if (os == NULL || store_config_read (os, path, &cfg) == -1 ||
+      check_key (&cfg, key, path) == -1 ||
       (s = store_alloc (path, &cfg)) == NULL) {
     objstore_close (os);
     return NULL;
   }
   s->os = os;
+  if (key && use_key (s, key) == -1) {
+    store_close (s);
+    return NULL;
+  }
   return s;
+}
+
+bool
+store_encrypted (const struct store *s)
+{
+  return s->cfg.encrypted;
 }
 
 uint32_t
@@ -162,6 +270,13 @@ store_id_of (const struct store *s, const void *buf, size_t len,
 {
   unsigned int n = 0;
 
+  /* Encrypted stores: HMAC-SHA256 under the ids subkey, so that ids do
+   * not tell which well-known blocks a disk holds. */
+  if (s && s->id_mac) {
+    if (crypt_hmac_ctx (s->id_mac, buf, len, out->b) == -1)
+      abort ();
+    return;
+  }
   /* S == NULL: plain SHA-256, for digests computed without a repository
    * (the id function of unencrypted repositories). */
   if (!EVP_Digest (buf, len, out->b, &n, s ? s->id_md : EVP_sha256 (), NULL) ||
@@ -258,7 +373,7 @@ store_put_chunk (struct store *s, const store_id *id,
     return -1;
   if (r == 1 && size >= CHUNK_HEADER_SIZE)
     return 0;
-  if (chunk_encode (s->codec, CHUNK_TYPE_CHUNK, true, buf, len,
+  if (chunk_encode (s->codec, CHUNK_TYPE_CHUNK, true, key, buf, len,
                     &obj, &objlen) == -1 ||
       objstore_put (s->os, key, obj, objlen) == -1)
     return -1;
@@ -308,13 +423,14 @@ store_get_chunk (struct store *s, const store_id *id,
                  void *buf, size_t cap, size_t *len)
 {
   CLEANUP_FREE void *obj = NULL;
-  char what[WHAT_SIZE];
+  char what[WHAT_SIZE], key[CHUNK_KEY_SIZE];
   size_t objlen;
 
   if (load_chunk (s, id, &obj, &objlen) == -1)
     return -1;
   chunk_what (id, what);
-  if (chunk_decode (s->codec, CHUNK_TYPE_CHUNK, obj, objlen,
+  chunk_key (id, key);
+  if (chunk_decode (s->codec, CHUNK_TYPE_CHUNK, key, obj, objlen,
                     STORE_MAX_CHUNK_SIZE, buf, cap, len, what) == -1)
     return -1;
   return check_id (s, id, buf, *len);
@@ -325,13 +441,14 @@ store_get_chunk_alloc (struct store *s, const store_id *id,
                        void **buf, size_t *len)
 {
   CLEANUP_FREE void *obj = NULL;
-  char what[WHAT_SIZE];
+  char what[WHAT_SIZE], key[CHUNK_KEY_SIZE];
   size_t objlen;
 
   if (load_chunk (s, id, &obj, &objlen) == -1)
     return -1;
   chunk_what (id, what);
-  if (chunk_decode_alloc (s->codec, CHUNK_TYPE_CHUNK, obj, objlen,
+  chunk_key (id, key);
+  if (chunk_decode_alloc (s->codec, CHUNK_TYPE_CHUNK, key, obj, objlen,
                           STORE_MAX_CHUNK_SIZE, buf, len, what) == -1)
     return -1;
   if (check_id (s, id, *buf, *len) == -1) {
@@ -445,7 +562,7 @@ store_put_record (struct store *s, const char *name,
                name, len, CHUNK_MAX_RECORD);
     return -1;
   }
-  if (chunk_encode (s->codec, CHUNK_TYPE_RECORD, false, buf, len,
+  if (chunk_encode (s->codec, CHUNK_TYPE_RECORD, false, name, buf, len,
                     &obj, &objlen) == -1)
     return -1;
   return objstore_put (s->os, name, obj, objlen);
@@ -473,7 +590,7 @@ store_get_record (struct store *s, const char *name,
     set_error (PB_E_FAIL, ENOMEM, "asprintf");
     return -1;
   }
-  return chunk_decode_alloc (s->codec, CHUNK_TYPE_RECORD, obj, objlen,
+  return chunk_decode_alloc (s->codec, CHUNK_TYPE_RECORD, name, obj, objlen,
                              CHUNK_MAX_RECORD, buf, len, what);
 }
 

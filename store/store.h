@@ -9,9 +9,11 @@
  * On top of it:
  *  - chunks: fixed-size pieces of a disk (and the chunk-map nodes of
  *    reader/maptree.c, which are stored the same way).  A chunk's id is
- *    store_id() of its plain content: SHA-256 today, a keyed hash later
- *    (encryption), which is why every caller goes through store_id().
- *    Each chunk object = header + zstd (or raw) payload; see docs/FORMAT.md.
+ *    store_id_of() of its plain content: SHA-256, or HMAC-SHA256 under a
+ *    key derived from the master key in an encrypted store, which is why
+ *    every caller goes through store_id_of().  Each chunk object = header
+ *    + zstd (or raw) payload, sealed with AES-256-GCM in an encrypted
+ *    store; see docs/FORMAT.md.
  *  - records: small named objects ("points/42"), wrapped in the same
  *    container with a checksum, never compressed.
  *
@@ -32,6 +34,59 @@
 
 typedef struct { uint8_t b[STORE_ID_LEN]; } store_id;
 
+/* ---- Keys of encrypted stores (store/key.c, store/crypt.c) ----
+ * A repository's master key is 256 random bits.  It lives only in a key
+ * file (docs/FORMAT.md part 5), either wrapped with a passphrase through
+ * scrypt + AES-256-GCM, or unwrapped (for unattended jobs; the file must
+ * then be readable by its owner only).  Everything the store encrypts or
+ * authenticates uses subkeys derived from it with HKDF.  The fingerprint,
+ * also derived from it, names the key without revealing it: the store
+ * config records it, so that a wrong key is refused before anything is
+ * read or written. */
+#define STORE_KEY_LEN 32
+#define STORE_FINGERPRINT_LEN 16        /* bytes; 32 hex digits */
+#define STORE_KDF_DEFAULT_LOG2N 16      /* scrypt N = 2^16, r = 8: 64 MiB */
+#define STORE_KDF_MIN_LOG2N 14
+#define STORE_KDF_MAX_LOG2N 22
+
+struct store_key;
+
+/* A new random key.  Free with store_key_free, which wipes it. */
+struct store_key *store_key_generate (void);
+void store_key_free (struct store_key *k);     /* accepts NULL */
+/* 32 lower-case hex digits. */
+const char *store_key_fingerprint (const struct store_key *k);
+
+/* What a key file says about itself, without unwrapping it. */
+struct store_key_file_info {
+  bool wrapped;               /* protected by a passphrase */
+  unsigned log2n, r, p;       /* scrypt parameters when wrapped */
+  char fingerprint[2 * STORE_FINGERPRINT_LEN + 1];
+};
+
+/* Read and check key file PATH (format, fields, mode).  PB_E_KEY for a
+ * file that is not a valid key file, PB_E_IO if it cannot be read. */
+int store_key_file_info (const char *path, struct store_key_file_info *info);
+
+/* Write K to key file PATH (mode 0600, temp file + fsync + rename + fsync
+ * of the directory).  PASSPHRASE NULL: unwrapped; else wrapped with scrypt
+ * N = 2^LOG2N (0 = default).  REPLACE false: PATH must not exist
+ * (PB_E_USAGE if it does). */
+int store_key_save (const struct store_key *k, const char *path,
+                    const char *passphrase, unsigned log2n, bool replace);
+
+/* Load key file PATH.  PASSPHRASE is needed (non-NULL) for a wrapped file
+ * and ignored for an unwrapped one.  PB_E_KEY: wrong passphrase, missing
+ * passphrase, damaged file, unwrapped file readable by others. */
+struct store_key *store_key_load (const char *path, const char *passphrase);
+
+/* A paper copy: the master key as lines a person can print and type back,
+ * each with check digits, and the fingerprint.  *TEXT is malloc'd. */
+int store_key_paper (const struct store_key *k, char **text);
+/* Parse a paper copy (spaces and case do not matter).  PB_E_KEY naming
+ * the first wrong line on a typing mistake. */
+struct store_key *store_key_from_paper (const char *text);
+
 /* ---- Object interface (store/objstore.h has the backend vtable) ---- */
 struct objstore;
 
@@ -41,11 +96,19 @@ struct store;
 /* Create a new store at PATH (a directory that must not exist or must be
  * empty) with the given chunk size (a power of two within the limits
  * above; else PB_E_USAGE).  Writes the "config" object.  PB_E_REPO if a
- * store already exists there. */
-struct store *store_create (const char *path, uint32_t chunk_size);
+ * store already exists there.  KEY non-NULL: an encrypted store (keyed
+ * ids, every object sealed with AES-256-GCM); the store keeps no
+ * reference to KEY. */
+struct store *store_create (const char *path, uint32_t chunk_size,
+                            const struct store_key *key);
 
-/* Open an existing store; PB_E_REPO if PATH has no valid store config. */
-struct store *store_open (const char *path);
+/* Open an existing store; PB_E_REPO if PATH has no valid store config.
+ * An encrypted store needs its KEY: PB_E_KEY if KEY is NULL, is another
+ * key, or if KEY is given for a store that is not encrypted. */
+struct store *store_open (const char *path, const struct store_key *key);
+
+/* True for an encrypted store. */
+bool store_encrypted (const struct store *s);
 
 /* Accepts NULL and half-built stores. */
 void store_close (struct store *s);

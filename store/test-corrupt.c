@@ -213,7 +213,7 @@ main (void)
 
   if (test_start ("test-corrupt") == -1)
     return 1;
-  s = store_create (path_in ("repo"), CS);
+  s = store_create (path_in ("repo"), CS, NULL);
   check (s != NULL, "store_create");
   if (s) {
     test_layout (s);

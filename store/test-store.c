@@ -33,7 +33,7 @@ test_create_bad (void)
   int all = 1;
 
   for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    if (store_create (path_in ("badsize"), bad[i]) != NULL ||
+    if (store_create (path_in ("badsize"), bad[i], NULL) != NULL ||
         pb_get_errclass () != PB_E_USAGE)
       all = 0;
   check (all, "store_create refuses chunk sizes that are not a power of two "
@@ -41,7 +41,7 @@ test_create_bad (void)
   check (access (path_in ("badsize"), F_OK) != 0,
          "and creates nothing for them");
   make_dir_with_config ("nonempty", "hello");
-  check (store_create (path_in ("nonempty"), CS) == NULL &&
+  check (store_create (path_in ("nonempty"), CS, NULL) == NULL &&
          pb_get_errclass () == PB_E_REPO &&
          strstr (pb_get_error (), "already exists and is not empty"),
          "store_create on a non-empty directory: PB_E_REPO: %s",
@@ -81,7 +81,7 @@ expect_open_fails (const char *dir, const char *config, const char *what)
 
   if (dir[0] != '/')
     make_dir_with_config (dir, config);
-  s = store_open (dir[0] == '/' ? dir : path_in ("%s", dir));
+  s = store_open (dir[0] == '/' ? dir : path_in ("%s", dir), NULL);
   check (s == NULL && pb_get_errclass () == PB_E_REPO,
          "store_open: %s -> PB_E_REPO: %s", what, pb_get_error ());
   store_close (s);
@@ -124,12 +124,12 @@ test_open_bad (void)
   make_dir_with_config ("hand", "{\"format\":\"pullback-store\",\"version\":1,"
                         "\"chunk_size\":131072,\"id\":\"sha256\",\"uuid\":\""
                         GOOD_UUID "\",\"comment\":\"extra keys are ignored\"}\n");
-  s = store_open (path_in ("hand"));
+  s = store_open (path_in ("hand"), NULL);
   check (s && store_chunk_size (s) == 131072 &&
          strcmp (store_uuid (s), GOOD_UUID) == 0,
          "store_open of a hand-written config");
   store_close (s);
-  check (store_create (path_in ("hand"), CS) == NULL &&
+  check (store_create (path_in ("hand"), CS, NULL) == NULL &&
          pb_get_errclass () == PB_E_REPO,
          "store_create over an existing store: PB_E_REPO");
 }
@@ -340,7 +340,7 @@ mark_seen (const store_id *id, void *opaque)
 static void
 test_list (void)
 {
-  struct store *s = store_create (path_in ("listrepo"), CS);
+  struct store *s = store_create (path_in ("listrepo"), CS, NULL);
   struct idset set = { .n = 40 };
   uint8_t buf[4096];
   store_id other;
@@ -416,7 +416,7 @@ count_ids (const store_id *id, void *opaque)
 static void
 test_threads (void)
 {
-  struct store *s = store_create (path_in ("mtrepo"), CS);
+  struct store *s = store_create (path_in ("mtrepo"), CS, NULL);
   struct worker w[4];
   pthread_t t[4];
   int i, bad = 0, written = 0, n = 0, r;
@@ -444,7 +444,7 @@ test_threads (void)
 static void
 test_main_store (void)
 {
-  struct store *s = store_create (path_in ("repo"), CS);
+  struct store *s = store_create (path_in ("repo"), CS, NULL);
 
   check (s != NULL && store_chunk_size (s) == CS, "store_create");
   if (s == NULL)
@@ -455,10 +455,10 @@ test_main_store (void)
   test_records (s);
   check (store_sync (s) == 0, "store_sync");
   store_close (s);
-  s = store_open (path_in ("repo"));
+  s = store_open (path_in ("repo"), NULL);
   check (s && store_chunk_size (s) == CS, "store_open after create");
   store_close (s);
-  check (store_create (path_in ("repo"), CS) == NULL &&
+  check (store_create (path_in ("repo"), CS, NULL) == NULL &&
          pb_get_errclass () == PB_E_REPO, "store_create over it: PB_E_REPO");
 }
 
