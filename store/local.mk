@@ -10,8 +10,10 @@ store_libstore_la_SOURCES = \
 	store/store.c
 store_libstore_la_LIBADD = common/libcommon.la
 
-check_PROGRAMS += store/test-store store/test-corrupt store/test-objstore
-TESTS += store/test-store store/test-corrupt store/test-objstore
+check_PROGRAMS += store/test-store store/test-corrupt store/test-objstore \
+	store/test-crypt
+TESTS += store/test-store store/test-corrupt store/test-objstore \
+	store/test-crypt
 store_test_store_SOURCES = store/test-store.c store/test-common.h
 store_test_store_LDADD = store/libstore.la common/libcommon.la \
 	$(LIBZSTD_LIBS) $(LIBCRYPTO_LIBS) $(JSONC_LIBS)
@@ -20,4 +22,7 @@ store_test_corrupt_LDADD = store/libstore.la common/libcommon.la \
 	$(LIBZSTD_LIBS) $(LIBCRYPTO_LIBS) $(JSONC_LIBS)
 store_test_objstore_SOURCES = store/test-objstore.c store/test-common.h
 store_test_objstore_LDADD = store/libstore.la common/libcommon.la \
+	$(LIBZSTD_LIBS) $(LIBCRYPTO_LIBS) $(JSONC_LIBS)
+store_test_crypt_SOURCES = store/test-crypt.c store/test-common.h
+store_test_crypt_LDADD = store/libstore.la common/libcommon.la \
 	$(LIBZSTD_LIBS) $(LIBCRYPTO_LIBS) $(JSONC_LIBS)
