@@ -45,7 +45,7 @@ struct command {
 
 extern const struct command cmd_init, cmd_backup, cmd_list, cmd_show,
   cmd_restore, cmd_verify, cmd_digest, cmd_forget, cmd_protect,
-  cmd_unprotect, cmd_gc, cmd_stats;
+  cmd_unprotect, cmd_gc, cmd_stats, cmd_key;
 
 /* getopt_long values.  Short options are not offered (except -h) so the
  * command lines in scripts stay self-describing. */
@@ -56,6 +56,9 @@ enum {
   OPT_TO, OPT_FORMAT, OPT_FORCE,
   OPT_KEEP_LAST, OPT_KEEP_HOURLY, OPT_KEEP_DAILY, OPT_KEEP_WEEKLY,
   OPT_KEEP_MONTHLY, OPT_KEEP_YEARLY, OPT_DRY_RUN, OPT_GC,
+  /* Encryption */
+  OPT_KEY_FILE, OPT_PASSPHRASE_FILE, OPT_NEW_PASSPHRASE_FILE,
+  OPT_NO_PASSPHRASE, OPT_ENCRYPT, OPT_KDF_LOG2N, OPT_PAPER,
 };
 
 #define OPTION_HELP  { "help", no_argument, NULL, OPT_HELP }
@@ -65,6 +68,15 @@ enum {
 #define OPTION_VM    { "vm", required_argument, NULL, OPT_VM }
 #define OPTION_POINT { "point", required_argument, NULL, OPT_POINT }
 #define OPTION_END   { NULL, 0, NULL, 0 }
+/* Every command that opens a repository takes these two. */
+#define OPTIONS_KEY \
+  { "key-file", required_argument, NULL, OPT_KEY_FILE }, \
+  { "passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE }
+#define HELP_KEY \
+  "  --key-file FILE    the key of an encrypted repository (default:\n" \
+  "                     $PULLBACK_KEY_FILE)\n" \
+  "  --passphrase-file FILE  the key file's passphrase, first line (default:\n" \
+  "                     $PULLBACK_PASSPHRASE, else asked on the terminal)\n"
 
 /* ---- options.c ---- */
 
@@ -124,6 +136,61 @@ const struct command *find_command (const char *name);
 
 void print_help (const struct command *cmd);     /* NULL: general help */
 void print_version (void);
+
+/* ---- key.c: keys of encrypted repositories ---- */
+struct key_args {
+  const char *key_file;         /* --key-file (else $PULLBACK_KEY_FILE) */
+  const char *passphrase_file;  /* --passphrase-file */
+};
+
+/* For an option_fn: OPT_KEY_FILE or OPT_PASSPHRASE_FILE. */
+int key_option (struct key_args *k, int opt, const char *arg);
+#define CASE_KEY_OPTIONS(k) \
+  case OPT_KEY_FILE: case OPT_PASSPHRASE_FILE: return key_option ((k), opt, arg)
+
+/* Load the key K names into *KEY (NULL, and 0, if it names none), asking
+ * for its passphrase if it has one.  -1 with an error recorded. */
+int load_key (const struct key_args *k, struct store_key **key);
+/* pullback_repo_open with the key K names. */
+struct pullback_repo *open_repo (const char *dir, const struct key_args *k);
+
+/* A passphrase from FILE (its first line) if given, else from the
+ * environment variable ENV, else asked on the terminal with PROMPT (twice
+ * if CONFIRM).  WHY starts the error when there is no terminal.  Free
+ * with free_secret, which wipes it. */
+char *get_passphrase (const char *file, const char *env, const char *prompt,
+                      bool confirm, const char *why);
+void free_secret (char *s);
+char *new_passphrase (const char *file, const char *env, const char *path);
+void warn_unwrapped (const char *path);
+
+/* Options of commands that make a new key file (init --encrypt, key
+ * create, key import). */
+struct new_key_args {
+  bool no_passphrase;           /* --no-passphrase */
+  const char *passphrase_file;  /* --passphrase-file */
+  unsigned log2n;               /* --kdf-log2n, 0 = default */
+};
+int new_key_option (struct new_key_args *n, int opt, const char *arg);
+/* Contradictions among them: PB_E_USAGE. */
+int check_new_key_args (const struct new_key_args *n);
+/* A new random key, saved to PATH (which must not exist), wrapped with a
+ * new passphrase unless --no-passphrase (then with a warning). */
+struct store_key *create_key_file (const struct new_key_args *n,
+                                   const char *path);
+#define OPTIONS_NEW_KEY \
+  { "no-passphrase", no_argument, NULL, OPT_NO_PASSPHRASE }, \
+  { "passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE }, \
+  { "kdf-log2n", required_argument, NULL, OPT_KDF_LOG2N }
+#define HELP_NEW_KEY \
+  "  --passphrase-file FILE  the new passphrase, first line (default:\n" \
+  "                     $PULLBACK_PASSPHRASE, else asked twice on the terminal)\n" \
+  "  --no-passphrase    store the key unprotected (mode 0600), for\n" \
+  "                     unattended jobs: whoever reads the file has the key\n" \
+  "  --kdf-log2n N      scrypt cost: N = 2^N, memory 2^N KiB (14 to 22;\n" \
+  "                     default 16, 64 MiB)\n"
+void cleanup_secret (char **s);
+#define CLEANUP_SECRET __attribute__ ((cleanup (cleanup_secret)))
 
 /* ---- cmd-gc.c (shared with forget --gc) ---- */
 struct json_object *json_gc (const struct pullback_gc_result *g);

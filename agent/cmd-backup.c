@@ -18,6 +18,7 @@
 #include "util.h"
 
 struct backup_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo, *vm, *checkpoint, *since;
   bool fallback_full;
   struct pair_list disks;     /* NAME=URI, in command-line order */
@@ -30,6 +31,7 @@ backup_option (void *ctx, int opt, const char *arg)
   struct backup_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_VM: return option_once (&a->vm, "--vm", arg);
   case OPT_CHECKPOINT: return option_once (&a->checkpoint, "--checkpoint", arg);
@@ -194,7 +196,7 @@ take_backup (const struct cli *c, const struct backup_args *a,
   };
   int ret;
 
-  if (specs == NULL || (r = pullback_repo_open (a->repo, NULL)) == NULL)
+  if (specs == NULL || (r = open_repo (a->repo, &a->key)) == NULL)
     return -1;
   progress_start (&p, c, "backing up");
   ret = pullback_backup (r, &opts, res);
@@ -241,7 +243,7 @@ run_backup (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option backup_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTION_VM,
+  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTIONS_KEY, OPTION_VM,
   { "disk", required_argument, NULL, OPT_DISK },
   { "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
   { "since", required_argument, NULL, OPT_SINCE },
@@ -265,6 +267,7 @@ const struct command cmd_backup = {
   "\n"
   "Options:\n"
   "  --repo DIR            the repository\n"
+  HELP_KEY
   "  --vm NAME             the VM the point belongs to\n"
   "  --disk NAME=URI       a disk and its NBD URI (repeat for every disk)\n"
   "  --checkpoint NEW      the checkpoint created with this backup job; a\n"

@@ -17,6 +17,7 @@
 #include "util.h"
 
 struct digest_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo;
   const char *chunk_size_arg; /* as given, to refuse it twice */
   uint32_t chunk_size;        /* 0 = library default */
@@ -28,6 +29,7 @@ digest_option (void *ctx, int opt, const char *arg)
   struct digest_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_CHUNK_SIZE:
     if (option_once (&a->chunk_size_arg, "--chunk-size", arg) == -1)
@@ -76,7 +78,7 @@ run_digest (const struct command *cmd, int argc, char **argv)
                         "together (the repository fixes the chunk size)");
   source = argv[first];
 
-  if (a.repo && (r = pullback_repo_open (a.repo, NULL)) == NULL)
+  if (a.repo && (r = open_repo (a.repo, &a.key)) == NULL)
     return report_error (&c);
   if (pullback_digest (source, r, a.chunk_size, digest, &size) == -1)
     return report_error (&c);
@@ -89,7 +91,7 @@ run_digest (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option digest_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_REPO,
+  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTIONS_KEY,
   { "chunk-size", required_argument, NULL, OPT_CHUNK_SIZE },
   OPTION_END
 };
@@ -107,6 +109,7 @@ const struct command cmd_digest = {
   "\n"
   "Options:\n"
   "  --repo DIR         use the chunk size (and chunk ids) of this repository\n"
+  HELP_KEY
   "  --chunk-size SIZE  use this chunk size instead (default 256K)\n"
   "  --json             print {\"source\", \"size\", \"chunk_size\", "
   "\"digest\"}\n"

@@ -20,6 +20,7 @@
 #include "util.h"
 
 struct forget_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo, *vm;
   char point[POINT_SPEC_MAX];
   struct pullback_keep_rules rules;
@@ -55,6 +56,7 @@ forget_option (void *ctx, int opt, const char *arg)
   struct pullback_keep_rules *k = &a->rules;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_VM: return option_once (&a->vm, "--vm", arg);
   case OPT_POINT: return parse_point_spec (arg, a->point);
@@ -178,7 +180,7 @@ do_forget (const struct cli *c, const struct forget_args *a)
   struct pullback_forget_result *res = NULL;
   struct pullback_gc_result gc;
 
-  if ((r = pullback_repo_open (a->repo, NULL)) == NULL ||
+  if ((r = open_repo (a->repo, &a->key)) == NULL ||
       (a->point[0] && pullback_resolve_point (r, a->point, a->vm, &o.point) == -1) ||
       pullback_forget (r, &o, &res) == -1)
     return -1;
@@ -219,7 +221,7 @@ run_forget (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option forget_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTION_VM, OPTION_POINT,
+  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTIONS_KEY, OPTION_VM, OPTION_POINT,
   { "keep-last", required_argument, NULL, OPT_KEEP_LAST },
   { "keep-hourly", required_argument, NULL, OPT_KEEP_HOURLY },
   { "keep-daily", required_argument, NULL, OPT_KEEP_DAILY },
@@ -255,6 +257,7 @@ const struct command cmd_forget = {
   "\n"
   "Options:\n"
   "  --repo DIR          the repository\n"
+  HELP_KEY
   "  --vm NAME           only this VM's points\n"
   "  --point ID|latest   remove this one point (exit 15 if protected)\n"
   "  --keep-last N ...   the rules, N >= 0\n"
@@ -274,6 +277,7 @@ const struct command cmd_forget = {
 /* ---- protect / unprotect ---- */
 
 struct protect_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo, *vm;
   char point[POINT_SPEC_MAX];
 };
@@ -284,6 +288,7 @@ protect_option (void *ctx, int opt, const char *arg)
   struct protect_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_VM: return option_once (&a->vm, "--vm", arg);
   case OPT_POINT: return parse_point_spec (arg, a->point);
@@ -298,7 +303,7 @@ do_protect (const struct cli *c, const struct protect_args *a, bool on)
   struct json_object *o;
   int64_t id;
 
-  if ((r = pullback_repo_open (a->repo, NULL)) == NULL ||
+  if ((r = open_repo (a->repo, &a->key)) == NULL ||
       pullback_resolve_point (r, a->point, a->vm, &id) == -1 ||
       pullback_protect (r, id, on) == -1)
     return -1;
@@ -342,7 +347,7 @@ run_unprotect (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option protect_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTION_VM,
+  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTIONS_KEY, OPTION_VM,
   OPTION_POINT, OPTION_END
 };
 
@@ -356,6 +361,7 @@ const struct command cmd_protect = {
   "\n"
   "Options:\n"
   "  --repo DIR          the repository\n"
+  HELP_KEY
   "  --point ID|latest   the point ('latest' with --vm: that VM's newest)\n"
   "  --vm NAME           the VM the point must belong to\n"
   "  --json              print the result as one JSON object\n"
@@ -373,6 +379,7 @@ const struct command cmd_unprotect = {
   "\n"
   "Options:\n"
   "  --repo DIR          the repository\n"
+  HELP_KEY
   "  --point ID|latest   the point\n"
   "  --vm NAME           the VM the point must belong to\n"
   "  --json              print the result as one JSON object\n"

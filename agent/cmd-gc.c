@@ -16,6 +16,7 @@
 #include "util.h"
 
 struct gc_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo;
   bool dry_run;
 };
@@ -26,6 +27,7 @@ gc_option (void *ctx, int opt, const char *arg)
   struct gc_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_DRY_RUN: a->dry_run = true; return 0;
   }
@@ -79,7 +81,7 @@ run_gc (const struct command *cmd, int argc, char **argv)
     return rc;
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
-  if ((r = pullback_repo_open (a.repo, NULL)) == NULL ||
+  if ((r = open_repo (a.repo, &a.key)) == NULL ||
       pullback_gc (r, a.dry_run, &g) == -1)
     return report_error (&c);
   if (c.json)
@@ -90,7 +92,7 @@ run_gc (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option gc_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO,
+  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTIONS_KEY,
   { "dry-run", no_argument, NULL, OPT_DRY_RUN },
   OPTION_END
 };
@@ -107,6 +109,7 @@ const struct command cmd_gc = {
   "\n"
   "Options:\n"
   "  --repo DIR   the repository\n"
+  HELP_KEY
   "  --dry-run    count what would be deleted; delete nothing\n"
   "  --json       print the result as one JSON object\n"
   "  --quiet      print nothing on success\n"
@@ -174,7 +177,7 @@ run_stats (const struct command *cmd, int argc, char **argv)
     return rc;
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
-  if ((r = pullback_repo_open (a.repo, NULL)) == NULL ||
+  if ((r = open_repo (a.repo, &a.key)) == NULL ||
       pullback_stats (r, &st) == -1)
     return report_error (&c);
   if (c.json)
@@ -185,7 +188,7 @@ run_stats (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option stats_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTION_END
+  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTIONS_KEY, OPTION_END
 };
 
 const struct command cmd_stats = {
@@ -199,6 +202,7 @@ const struct command cmd_stats = {
   "\n"
   "Options:\n"
   "  --repo DIR   the repository\n"
+  HELP_KEY
   "  --json       print the result as one JSON object\n"
   "  --help       show this help\n",
   .longopts = stats_options,

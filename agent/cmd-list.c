@@ -18,6 +18,7 @@
 #include "util.h"
 
 struct view_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo, *vm;
   char point[POINT_SPEC_MAX];  /* "" if --point was not given */
 };
@@ -28,6 +29,7 @@ view_option (void *ctx, int opt, const char *arg)
   struct view_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_VM: return option_once (&a->vm, "--vm", arg);
   case OPT_POINT: return parse_point_spec (arg, a->point);
@@ -145,7 +147,7 @@ run_list (const struct command *cmd, int argc, char **argv)
   if (a.repo == NULL)
     return usage_error (&c, "missing --repo");
 
-  r = pullback_repo_open (a.repo, NULL);
+  r = open_repo (a.repo, &a.key);
   if (r == NULL || pullback_list_points (r, a.vm, &pts, &n) == -1)
     return report_error (&c);
   if (c.json)
@@ -294,7 +296,7 @@ run_show (const struct command *cmd, int argc, char **argv)
   if (a.point[0] == '\0')
     return usage_error (&c, "missing --point");
 
-  if ((r = pullback_repo_open (a.repo, NULL)) == NULL ||
+  if ((r = open_repo (a.repo, &a.key)) == NULL ||
       pullback_resolve_point (r, a.point, a.vm, &id) == -1 ||
       (p = pullback_get_point (r, id)) == NULL ||
       point_chain (r, p, &chain, &n) == -1)
@@ -307,11 +309,11 @@ run_show (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option list_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTION_VM, OPTION_END
+  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTIONS_KEY, OPTION_VM, OPTION_END
 };
 
 static const struct option show_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTION_VM, OPTION_POINT, OPTION_END
+  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTIONS_KEY, OPTION_VM, OPTION_POINT, OPTION_END
 };
 
 const struct command cmd_list = {
@@ -324,6 +326,7 @@ const struct command cmd_list = {
   "\n"
   "Options:\n"
   "  --repo DIR  the repository\n"
+  HELP_KEY
   "  --vm NAME   only the points of this VM\n"
   "  --json      print {\"points\": [...]} on stdout\n"
   "  --help      show this help\n"
@@ -344,6 +347,7 @@ const struct command cmd_show = {
   "\n"
   "Options:\n"
   "  --repo DIR             the repository\n"
+  HELP_KEY
   "  --point ID|latest      the point; 'latest' is the newest point (of the\n"
   "                         VM given with --vm, else of any VM)\n"
   "  --vm NAME              the point must belong to this VM\n"

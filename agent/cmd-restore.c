@@ -17,6 +17,7 @@
 #include "util.h"
 
 struct restore_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo, *vm, *disk, *to, *format;
   char point[POINT_SPEC_MAX];  /* "" if --point was not given */
   bool force;
@@ -39,6 +40,7 @@ restore_option (void *ctx, int opt, const char *arg)
   struct restore_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_VM: return option_once (&a->vm, "--vm", arg);
   case OPT_DISK: return option_once (&a->disk, "--disk", arg);
@@ -116,7 +118,7 @@ do_restore (const struct cli *c, const struct restore_args *a,
   };
   int ret;
 
-  if ((r = pullback_repo_open (a->repo, NULL)) == NULL ||
+  if ((r = open_repo (a->repo, &a->key)) == NULL ||
       pullback_resolve_point (r, a->point, a->vm, point) == -1)
     return -1;
   opts.point = *point;
@@ -154,7 +156,7 @@ run_restore (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option restore_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTION_VM,
+  OPTION_HELP, OPTION_JSON, OPTION_QUIET, OPTION_REPO, OPTIONS_KEY, OPTION_VM,
   OPTION_POINT,
   { "disk", required_argument, NULL, OPT_DISK },
   { "to", required_argument, NULL, OPT_TO },
@@ -178,6 +180,7 @@ const struct command cmd_restore = {
   "\n"
   "Options:\n"
   "  --repo DIR          the repository\n"
+  HELP_KEY
   "  --point ID|latest   the point; 'latest' is the VM's newest point\n"
   "  --vm NAME           the VM (a point of another VM is refused)\n"
   "  --disk NAME         the disk to restore (e.g. vda)\n"

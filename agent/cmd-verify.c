@@ -17,6 +17,7 @@
 #include "util.h"
 
 struct verify_args {
+  struct key_args key;        /* --key-file, --passphrase-file */
   const char *repo;
   char point[POINT_SPEC_MAX];  /* "" = every point */
 };
@@ -27,6 +28,7 @@ verify_option (void *ctx, int opt, const char *arg)
   struct verify_args *a = ctx;
 
   switch (opt) {
+  CASE_KEY_OPTIONS (&a->key);
   case OPT_REPO: return option_once (&a->repo, "--repo", arg);
   case OPT_POINT: return parse_point_spec (arg, a->point);
   }
@@ -125,7 +127,7 @@ do_verify (const struct cli *c, const struct verify_args *a,
   int64_t point = 0;
   int ret;
 
-  if ((r = pullback_repo_open (a->repo, NULL)) == NULL)
+  if ((r = open_repo (a->repo, &a->key)) == NULL)
     return -1;
   if (a->point[0] && pullback_resolve_point (r, a->point, NULL, &point) == -1)
     return -1;
@@ -161,7 +163,7 @@ run_verify (const struct command *cmd, int argc, char **argv)
 }
 
 static const struct option verify_options[] = {
-  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTION_POINT, OPTION_END
+  OPTION_HELP, OPTION_JSON, OPTION_REPO, OPTIONS_KEY, OPTION_POINT, OPTION_END
 };
 
 const struct command cmd_verify = {
@@ -176,6 +178,7 @@ const struct command cmd_verify = {
   "\n"
   "Options:\n"
   "  --repo DIR         the repository\n"
+  HELP_KEY
   "  --point ID|latest  only what this point needs ('latest': the newest\n"
   "                     point of any VM); default: every point\n"
   "  --json             print the result as one JSON object\n"

@@ -30,6 +30,13 @@ int repo_delete_point_record (struct pullback_repo *r, int64_t id);
  * catalog version 1), reader/gc.c. */
 int repo_recount (struct pullback_repo *r);
 
+/* reader/record.c: 0 if point P's record in the store says what the
+ * catalog says (identity, and each disk's size, chunk size, map tree and
+ * digest; only disk ONLY if not NULL), else -1 (PB_E_CORRUPT naming the
+ * field, or the record's own damage). */
+int point_record_check (struct pullback_repo *r, const struct catalog_point *p,
+                        const struct catalog_disk *only);
+
 /* Set by pullback_interrupt(); polled once per chunk. */
 extern volatile sig_atomic_t pullback_interrupted;
 

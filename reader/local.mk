@@ -6,7 +6,7 @@ reader_libreader_la_SOURCES = \
 	reader/nbd.c reader/plan.c \
 	reader/repo.c reader/maptree.c reader/maptree.h \
 	reader/backup.c reader/restore.c reader/verify.c reader/digest.c \
-	reader/batch.c reader/idset.c \
+	reader/batch.c reader/idset.c reader/record.c \
 	reader/space.c reader/gc.c reader/policy.c reader/policy.h
 reader_libreader_la_LIBADD = store/libstore.la catalog/libcatalog.la common/libcommon.la
 

@@ -369,6 +369,10 @@ open_point (struct restore *rs)
   if (rs->p == NULL || find_disk (rs) == -1 || check_format (rs) == -1 ||
       check_target (rs) == -1)
     return -1;
+  /* Encrypted: the sealed record, not the SQLite file, says which tree. */
+  if (store_encrypted (rs->r->store) &&
+      point_record_check (rs->r, rs->p, rs->d) == -1)
+    return -1;
   memcpy (root.b, rs->d->map_root, STORE_ID_LEN);
   rs->tree = maptree_reader_new (rs->r, &root, rs->d->map_levels,
                                  div_round_up (rs->d->size, rs->d->chunk_size));

@@ -210,7 +210,12 @@ check_record (struct verify *v, const struct catalog_point *p)
   snprintf (name, sizeof name, "points/%010" PRId64, p->id);
   if (store_get_record (v->r->store, name, &buf, &len) == 0) {
     free (buf);
-    return 0;
+    /* Readable: it must also say what the catalog says. */
+    if (point_record_check (v->r, p, NULL) == 0)
+      return 0;
+    if (!is_damage ())
+      return -1;
+    return add_problem (v, &none, pb_get_error ());
   }
   if (!is_damage ())
     return -1;
