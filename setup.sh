@@ -29,7 +29,7 @@ PACKAGES=(
   # live QEMU and libvirt tests
   qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   # test tools
-  python3 valgrind sqlite3 zstd jq procps coreutils tar util-linux
+  python3 valgrind sqlite3 zstd jq procps coreutils tar util-linux openssl
 )
 # libvirt-daemon-system needs an init flavour: keep systemd's where systemd
 # runs, else (containers, CI machines without an init system) the sysv one.

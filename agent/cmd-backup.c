@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent.h"
 #include "cleanup.h"
@@ -23,7 +24,25 @@ struct backup_args {
   bool fallback_full;
   struct pair_list disks;     /* NAME=URI, in command-line order */
   struct pair_list bitmaps;   /* DISK=BITMAP */
+  const char *tls_mode;       /* --tls off|require */
+  struct pullback_tls tls;
 };
+
+static int
+tls_mode (struct backup_args *a, const char *arg)
+{
+  if (option_once (&a->tls_mode, "--tls", arg) == -1)
+    return -1;
+  if (strcmp (arg, "off") == 0)
+    a->tls.mode = PULLBACK_TLS_OFF;
+  else if (strcmp (arg, "require") == 0)
+    a->tls.mode = PULLBACK_TLS_REQUIRE;
+  else {
+    set_error (PB_E_USAGE, 0, "--tls: '%s' is not off or require", arg);
+    return -1;
+  }
+  return 0;
+}
 
 static int
 backup_option (void *ctx, int opt, const char *arg)
@@ -41,6 +60,11 @@ backup_option (void *ctx, int opt, const char *arg)
     return pair_list_add (&a->disks, "--disk", "NAME=URI", arg);
   case OPT_BITMAP:
     return pair_list_add (&a->bitmaps, "--bitmap", "DISK=BITMAP", arg);
+  case OPT_TLS: return tls_mode (a, arg);
+  case OPT_TLS_CERTS: return option_once (&a->tls.certs, "--tls-certs", arg);
+  case OPT_TLS_PSK: return option_once (&a->tls.psk_file, "--tls-psk", arg);
+  case OPT_TLS_USERNAME:
+    return option_once (&a->tls.username, "--tls-username", arg);
   }
   return unhandled_option (opt);
 }
@@ -193,6 +217,7 @@ take_backup (const struct cli *c, const struct backup_args *a,
     .checkpoint = a->checkpoint, .since = a->since,
     .fallback_full = a->fallback_full,
     .progress = progress_update, .progress_opaque = &p,
+    .tls = &a->tls,
   };
   int ret;
 
@@ -249,6 +274,10 @@ static const struct option backup_options[] = {
   { "since", required_argument, NULL, OPT_SINCE },
   { "bitmap", required_argument, NULL, OPT_BITMAP },
   { "fallback-full", no_argument, NULL, OPT_FALLBACK_FULL },
+  { "tls", required_argument, NULL, OPT_TLS },
+  { "tls-certs", required_argument, NULL, OPT_TLS_CERTS },
+  { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+  { "tls-username", required_argument, NULL, OPT_TLS_USERNAME },
   OPTION_END
 };
 
@@ -258,7 +287,9 @@ const struct command cmd_backup = {
   .synopsis =
   "pullback backup --repo DIR --vm NAME --disk NAME=URI [--disk NAME=URI...]\n"
   "                [--checkpoint NEW] [--since OLD --bitmap DISK=BITMAP...]\n"
-  "                [--fallback-full] [--json] [--quiet]",
+  "                [--fallback-full] [--tls off|require]\n"
+  "                [--tls-certs DIR | --tls-psk FILE [--tls-username U]]\n"
+  "                [--key-file FILE] [--json] [--quiet]",
   .help =
   "Read every disk of VM NAME from its NBD export and record one point in\n"
   "the repository.  Without --since the backup is full; with --since it is\n"
@@ -277,6 +308,12 @@ const struct command cmd_backup = {
   "                        every disk with --since)\n"
   "  --fallback-full       if the repository does not know OLD, take a full\n"
   "                        backup (with a warning) instead of failing\n"
+  "  --tls off|require     TLS with the NBD server: nbds:// URIs always\n"
+  "                        require it; 'require' also refuses nbd:// URIs\n"
+  "  --tls-certs DIR       X.509: DIR holds ca-cert.pem (and client-cert.pem,\n"
+  "                        client-key.pem); the server's certificate is checked\n"
+  "  --tls-psk FILE        pre-shared keys, lines 'username:hexkey'\n"
+  "  --tls-username U      the PSK user (default: the login name)\n"
   "  --json                print the result as one JSON object\n"
   "  --quiet               no progress line, no text on success\n"
   "  --help                show this help\n"

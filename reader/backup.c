@@ -165,7 +165,7 @@ connect_all (struct backup *b)
   for (i = 0; i < b->o->ndisks; i++) {
     const struct pullback_disk_spec *d = &b->o->disks[i];
     const char *bitmap = b->parent ? d->bitmap : NULL;
-    b->conns[i] = reader_connect (d->uri, bitmap);
+    b->conns[i] = reader_connect_tls (d->uri, bitmap, b->o->tls);
     if (b->conns[i] == NULL) {
       pb_prefix_error ("disk '%s'", d->name);
       return -1;

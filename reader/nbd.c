@@ -28,6 +28,7 @@
 #include "errors.h"
 #include "util.h"
 #include "nbd.h"
+#include "pullback.h"
 
 /* Our cap on one read or write request.  qemu-nbd accepts 32 MiB, but
  * reading a 1 GiB raw or qcow2 image through qemu-nbd one request at a
@@ -300,8 +301,78 @@ wait_connected (struct reader_conn *c, int started)
   return 0;
 }
 
+static bool
+is_tls_uri (const char *uri)
+{
+  return strncmp (uri, "nbds:", 5) == 0 || strncmp (uri, "nbds+", 5) == 0;
+}
+
+/* The settings themselves, before any connection. */
+static int
+check_tls (const char *uri, const struct pullback_tls *t)
+{
+  const char *file = t->certs ? t->certs : t->psk_file;
+
+  if (t->certs && t->psk_file) {
+    set_error (PB_E_USAGE, 0, "give TLS certificates or a PSK file, not both");
+    return -1;
+  }
+  if (t->mode == PULLBACK_TLS_OFF && (is_tls_uri (uri) || file)) {
+    set_error (PB_E_USAGE, 0, "TLS off, but %s", file ? "TLS credentials "
+               "were given" : "the URI is nbds:// (TLS required)");
+    return -1;
+  }
+  if (t->mode == PULLBACK_TLS_REQUIRE && !is_tls_uri (uri)) {
+    set_error (PB_E_USAGE, 0, "TLS required, but '%s' is not an nbds:// or "
+               "nbds+unix:// URI", uri);
+    return -1;
+  }
+  if (file && access (file, R_OK) == -1) {
+    set_error (PB_E_USAGE, errno, "TLS %s %s", t->certs ? "certificates"
+               : "PSK file", file);
+    return -1;
+  }
+  return 0;
+}
+
+/* Hand the settings to libnbd (the URI's scheme then decides the rest). */
+static int
+apply_tls (struct reader_conn *c, const char *uri, const struct pullback_tls *t)
+{
+  struct nbd_handle *h = c->nbd;
+
+  if (t == NULL)
+    return 0;
+  if (check_tls (uri, t) == -1)
+    return -1;
+  if ((is_tls_uri (uri) || t->certs || t->psk_file) && !nbd_supports_tls (h)) {
+    set_error (PB_E_NBD, 0, "this libnbd was built without TLS support");
+    return -1;
+  }
+  if ((t->mode == PULLBACK_TLS_OFF &&
+       nbd_set_uri_allow_tls (h, LIBNBD_TLS_DISABLE) == -1) ||
+      (t->mode == PULLBACK_TLS_REQUIRE &&
+       nbd_set_uri_allow_tls (h, LIBNBD_TLS_REQUIRE) == -1) ||
+      (t->certs && nbd_set_tls_certificates (h, t->certs) == -1) ||
+      (t->psk_file && nbd_set_tls_psk_file (h, t->psk_file) == -1) ||
+      (t->username && nbd_set_tls_username (h, t->username) == -1) ||
+      nbd_set_tls_verify_peer (h, true) == -1) {
+    set_error (PB_E_NBD, nbd_get_errno (), "libnbd: TLS settings: %s",
+               nbd_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
 struct reader_conn *
 reader_connect (const char *uri, const char *bitmap)
+{
+  return reader_connect_tls (uri, bitmap, NULL);
+}
+
+struct reader_conn *
+reader_connect_tls (const char *uri, const char *bitmap,
+                    const struct pullback_tls *tls)
 {
   struct reader_conn *c;
 
@@ -310,7 +381,7 @@ reader_connect (const char *uri, const char *bitmap)
     return NULL;
   }
   c = conn_new ("export", uri);
-  if (c == NULL || set_bitmap (c, bitmap) == -1)
+  if (c == NULL || set_bitmap (c, bitmap) == -1 || apply_tls (c, uri, tls) == -1)
     goto fail;
   if (wait_connected (c, nbd_aio_connect_uri (c->nbd, uri)) == -1
       || negotiate (c) == -1 || query_export (c) == -1)

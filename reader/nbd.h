@@ -27,6 +27,14 @@ struct reader_conn;
  * export does offer.  A server without base:allocation is fine. */
 struct reader_conn *reader_connect (const char *uri, const char *bitmap);
 
+/* The same with TLS settings (TLS may be NULL).  Bad settings (missing
+ * certificate directory or PSK file, both given, OFF or REQUIRE against
+ * the URI's scheme) are PB_E_USAGE before anything is sent; a server that
+ * does not offer TLS when it is required, or a failed handshake, PB_E_NBD. */
+struct pullback_tls;
+struct reader_conn *reader_connect_tls (const char *uri, const char *bitmap,
+                                        const struct pullback_tls *tls);
+
 /* Open a local image file through qemu-nbd (libnbd socket activation).
  * FORMAT "raw" or "qcow2"; NULL = detect (qcow2 magic, else raw).
  * WRITABLE: open read-write (restore).  A file locked by a running QEMU

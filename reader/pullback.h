@@ -57,6 +57,20 @@ struct pullback_disk_spec {
   const char *bitmap;   /* qemu:dirty-bitmap name for incrementals, or NULL */
 };
 
+/* NBD over TLS (libnbd, GnuTLS).  REQUIRE needs nbds:// or nbds+unix://
+ * URIs and refuses a server that does not offer TLS; with nbds URIs TLS is
+ * always required.  CERTS: a directory with ca-cert.pem (and
+ * client-cert.pem, client-key.pem for client certificates); PSK_FILE:
+ * "username:hexkey" lines.  At most one of the two. */
+enum pullback_tls_mode { PULLBACK_TLS_DEFAULT = 0, PULLBACK_TLS_OFF,
+                         PULLBACK_TLS_REQUIRE };
+struct pullback_tls {
+  enum pullback_tls_mode mode;
+  const char *certs;          /* --tls-certs DIR, or NULL */
+  const char *psk_file;       /* --tls-psk FILE, or NULL */
+  const char *username;       /* --tls-username, or NULL (PSK user) */
+};
+
 struct pullback_backup_opts {
   const char *vm;
   const struct pullback_disk_spec *disks;
@@ -66,6 +80,7 @@ struct pullback_backup_opts {
   bool fallback_full;         /* unknown --since checkpoint -> full backup */
   pullback_progress_fn progress;
   void *progress_opaque;
+  const struct pullback_tls *tls;   /* NULL: libnbd's defaults */
 };
 
 struct pullback_disk_result {
