@@ -33,28 +33,32 @@ NBDPID=$(cat nbd.pid)
 URI="nbd+unix:///?socket=$W/nbd.sock"
 "$PB" key create --no-passphrase bench.key 2>/dev/null >/dev/null
 
-one_run() { # MODE: plain or encrypted; appends "backup_s restore_s stored" to MODE.txt
-  local mode=$1 tb tr key=()
+one_run() { # MODE RUN: plain or encrypted; appends "backup_s restore_s stored" to MODE.txt
+  local mode=$1 repo=repo-$1-$2 tb tr key=()
   [ "$mode" = encrypted ] && key=(--key-file bench.key)
-  rm -rf repo r.raw
+  # A fresh directory each run, removed only at the end: ext4 searches
+  # for free inodes far longer right after many files were deleted, which
+  # would penalise whichever mode runs after a removal.
+  rm -f r.raw
   if [ "$mode" = encrypted ]; then
-    "$PB" init --repo repo --encrypt "${key[@]}" >/dev/null
+    "$PB" init --repo "$repo" --encrypt "${key[@]}" >/dev/null
   else
-    "$PB" init --repo repo >/dev/null
+    "$PB" init --repo "$repo" >/dev/null
   fi
   t0=$(date +%s.%N)
-  "$PB" backup --repo repo "${key[@]}" --vm bench --disk vda="$URI" --json >full.json
+  "$PB" backup --repo "$repo" "${key[@]}" --vm bench --disk vda="$URI" --json >full.json
   tb=$(secs "$t0")
   t0=$(date +%s.%N)
-  "$PB" restore --repo repo "${key[@]}" --point latest --vm bench --disk vda --to r.raw >/dev/null
+  "$PB" restore --repo "$repo" "${key[@]}" --point latest --vm bench --disk vda --to r.raw >/dev/null
   tr=$(secs "$t0")
   qemu-img compare -q -f qcow2 -F raw disk.qcow2 r.raw
   echo "$tb $tr $(json full.json disks.0.bytes_new)" >>"$mode.txt"
 }
 
+# Alternate which mode goes first.
 for ((i = 0; i < RUNS; i++)); do
-  one_run plain
-  one_run encrypted
+  if ((i % 2 == 0)); then one_run plain "$i"; one_run encrypted "$i"
+  else one_run encrypted "$i"; one_run plain "$i"; fi
 done
 
 echo "image: ${GIB} GiB virtual, $((DATA >> 20)) MiB allocated; $(nproc) cores; $RUNS runs each, medians"
