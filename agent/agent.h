@@ -189,7 +189,7 @@ struct store_key *create_key_file (const struct new_key_args *n,
   "                     $PULLBACK_PASSPHRASE, else asked twice on the terminal)\n" \
   "  --no-passphrase    store the key unprotected (mode 0600), for\n" \
   "                     unattended jobs: whoever reads the file has the key\n" \
-  "  --kdf-log2n N      scrypt cost: N = 2^N, memory 2^N KiB (14 to 22;\n" \
+  "  --kdf-log2n N      scrypt cost: N = 2^N, memory 2^N KiB (14 to 20;\n" \
   "                     default 16, 64 MiB)\n"
 void cleanup_secret (char **s);
 #define CLEANUP_SECRET __attribute__ ((cleanup (cleanup_secret)))

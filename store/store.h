@@ -47,7 +47,7 @@ typedef struct { uint8_t b[STORE_ID_LEN]; } store_id;
 #define STORE_FINGERPRINT_LEN 16        /* bytes; 32 hex digits */
 #define STORE_KDF_DEFAULT_LOG2N 16      /* scrypt N = 2^16, r = 8: 64 MiB */
 #define STORE_KDF_MIN_LOG2N 14
-#define STORE_KDF_MAX_LOG2N 22
+#define STORE_KDF_MAX_LOG2N 20      /* 2^20 x 8 x 128 = 1 GiB */
 
 struct store_key;
 
