@@ -86,6 +86,13 @@ kill_pidfile (const char *name)
     /* Wait until it is gone: its locks must be released. */
     for (int i = 0; i < 500 && kill (pid, 0) == 0; i++)
       usleep (10000);
+    /* A qemu-nbd that ignored SIGTERM was once found still running (and
+     * holding the image lock) long after the test: make sure. */
+    if (kill (pid, 0) == 0) {
+      kill (pid, SIGKILL);
+      for (int i = 0; i < 500 && kill (pid, 0) == 0; i++)
+        usleep (10000);
+    }
   }
   fclose (f);
   unlink (path);
