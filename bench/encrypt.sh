@@ -38,16 +38,19 @@ one_run() { # MODE RUN: plain or encrypted; appends "backup_s restore_s stored" 
   [ "$mode" = encrypted ] && key=(--key-file bench.key)
   # A fresh directory each run, removed only at the end: ext4 searches
   # for free inodes far longer right after many files were deleted, which
-  # would penalise whichever mode runs after a removal.
+  # would penalise whichever mode runs after a removal.  settle (lib.sh)
+  # starts each timed command with no dirty pages and a cold cache.
   rm -f r.raw
   if [ "$mode" = encrypted ]; then
     "$PB" init --repo "$repo" --encrypt "${key[@]}" >/dev/null
   else
     "$PB" init --repo "$repo" >/dev/null
   fi
+  settle
   t0=$(date +%s.%N)
   "$PB" backup --repo "$repo" "${key[@]}" --vm bench --disk vda="$URI" --json >full.json
   tb=$(secs "$t0")
+  settle
   t0=$(date +%s.%N)
   "$PB" restore --repo "$repo" "${key[@]}" --point latest --vm bench --disk vda --to r.raw >/dev/null
   tr=$(secs "$t0")

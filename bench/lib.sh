@@ -12,6 +12,15 @@ for k in sys.argv[2].split("."):
     d = d[int(k)] if k.isdigit() else d[k]
 print(d)' "$1" "$2"; }
 
+# Start a timed command from the same state every time: dirty pages of
+# the previous run written out and, when we may (root), the page cache
+# dropped.  Without this, one run's writeback lands in the next run's
+# time, and which tool or mode runs second decides the result.
+settle() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 1 > /proc/sys/vm/drop_caches; fi
+}
+
 # Fill stripes with real file content through qemu-nbd (qemu-img dd cannot
 # write into the middle of an image).
 fill_image() {

@@ -337,8 +337,11 @@ chunk_encode (struct chunk_codec *c, enum chunk_type type, bool compress,
               void **obj, size_t *objlen)
 {
   size_t extra = c->encrypt ? CRYPT_OVERHEAD : 0, plen;
-  uint8_t *o, *inner = NULL;
+  /* Encrypted, the compressed payload goes where the ciphertext will be
+   * (after the nonce) and is sealed in place: no second buffer. */
+  size_t at = CHUNK_HEADER_SIZE + (c->encrypt ? CRYPT_NONCE_LEN : 0);
   uint16_t flags = c->encrypt ? CHUNK_F_ENCRYPTED : 0;
+  uint8_t *o;
   int r;
 
   if (len > UINT32_MAX - extra) {
@@ -346,21 +349,19 @@ chunk_encode (struct chunk_codec *c, enum chunk_type type, bool compress,
     return -1;
   }
   /* The payload never exceeds LEN (+ the box): compressed output is kept
-   * only when smaller.  Unencrypted, it is compressed in place. */
+   * only when smaller. */
   o = malloc (CHUNK_HEADER_SIZE + len + extra);
-  inner = c->encrypt && compress ? malloc (len) : NULL;
-  if (o == NULL || (c->encrypt && compress && inner == NULL)) {
+  if (o == NULL) {
     set_error (PB_E_FAIL, errno, "malloc");
-    goto err;
+    return -1;
   }
-  r = inner_payload (c, compress, plain, len,
-                     inner ? inner : o + CHUNK_HEADER_SIZE, &plen);
+  r = inner_payload (c, compress, plain, len, o + at, &plen);
   if (r == -1)
     goto err;
   flags |= r == 1 ? CHUNK_F_ZSTD : 0;
   write_header (o, type, flags, len, plen + extra);
   if (c->encrypt) {
-    if (seal_payload (c, o, name, r == 1 ? inner : plain, plen) == -1)
+    if (seal_payload (c, o, name, r == 1 ? o + at : plain, plen) == -1)
       goto err;
   }
   else if (r == 0 && len > 0)
@@ -368,13 +369,11 @@ chunk_encode (struct chunk_codec *c, enum chunk_type type, bool compress,
   if (checksum (c, o, o + CHUNK_HEADER_SIZE, plen + extra,
                 o + CHUNK_OFF_CHECKSUM) == -1)
     goto err;
-  free (inner);
   *obj = o;
   *objlen = CHUNK_HEADER_SIZE + plen + extra;
   return 0;
 
  err:
-  free (inner);
   free (o);
   return -1;
 }

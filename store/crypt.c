@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,18 +117,30 @@ store_key_fingerprint (const struct store_key *k)
 
 /* ---- AES-256-GCM ---- */
 
+/* The cipher is fetched once per process: an EVP_CIPHER_fetch searches
+ * the provider store under a lock, which every chunk would otherwise pay
+ * for.  It is kept until exit (OpenSSL frees it with its providers). */
+static EVP_CIPHER *aes_gcm;
+static pthread_once_t aes_gcm_once = PTHREAD_ONCE_INIT;
+
+static void
+fetch_aes_gcm (void)
+{
+  aes_gcm = EVP_CIPHER_fetch (NULL, "AES-256-GCM", NULL);
+}
+
 static EVP_CIPHER_CTX *
 gcm_ctx (const uint8_t key[CRYPT_KEY_LEN], const uint8_t *nonce, int enc)
 {
-  EVP_CIPHER *aes = EVP_CIPHER_fetch (NULL, "AES-256-GCM", NULL);
-  EVP_CIPHER_CTX *ctx = aes ? EVP_CIPHER_CTX_new () : NULL;
+  EVP_CIPHER_CTX *ctx;
 
+  pthread_once (&aes_gcm_once, fetch_aes_gcm);
+  ctx = aes_gcm ? EVP_CIPHER_CTX_new () : NULL;
   if (ctx != NULL &&
-      EVP_CipherInit_ex2 (ctx, aes, key, nonce, enc, NULL) != 1) {
+      EVP_CipherInit_ex2 (ctx, aes_gcm, key, nonce, enc, NULL) != 1) {
     EVP_CIPHER_CTX_free (ctx);
     ctx = NULL;
   }
-  EVP_CIPHER_free (aes);
   return ctx;
 }
 

@@ -43,7 +43,8 @@ struct store_key *crypt_key_new (const uint8_t master[STORE_KEY_LEN]);
 
 /* Seal LEN bytes of PLAIN under KEY with additional data AAD: writes
  * LEN + CRYPT_OVERHEAD bytes to OUT (nonce || ciphertext || tag), with a
- * fresh random nonce.  OUT may not overlap PLAIN. */
+ * fresh random nonce.  PLAIN is either OUT + CRYPT_NONCE_LEN (sealed in
+ * place) or does not overlap OUT at all. */
 int crypt_seal (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
                 size_t aadlen, const void *plain, size_t len, uint8_t *out);
 
