@@ -45,7 +45,7 @@ struct command {
 
 extern const struct command cmd_init, cmd_backup, cmd_list, cmd_show,
   cmd_restore, cmd_verify, cmd_digest, cmd_forget, cmd_protect,
-  cmd_unprotect, cmd_gc, cmd_stats, cmd_key;
+  cmd_unprotect, cmd_gc, cmd_stats, cmd_key, cmd_catalog;
 
 /* getopt_long values.  Short options are not offered (except -h) so the
  * command lines in scripts stay self-describing. */

@@ -262,7 +262,7 @@ static const struct command *const commands[] = {
   &cmd_init, &cmd_backup, &cmd_list, &cmd_show,
   &cmd_restore, &cmd_verify, &cmd_digest,
   &cmd_forget, &cmd_protect, &cmd_unprotect, &cmd_gc, &cmd_stats,
-  &cmd_key,
+  &cmd_key, &cmd_catalog,
 };
 
 const struct command *

@@ -101,9 +101,10 @@ validate_point (const struct catalog_point *p)
     return invalid (p, "no VM name");
   if (!full && (p->mode == NULL || strcmp (p->mode, "incremental") != 0))
     return invalid (p, "mode must be 'full' or 'incremental'");
-  if (full != (p->parent == 0))
-    return invalid (p, full ? "a full point has no parent"
-                    : "an incremental point needs a parent");
+  /* An incremental may have no parent: its chain was removed, or a
+   * catalog rebuild could not bring the parent back.  Its map is whole. */
+  if (full && p->parent != 0)
+    return invalid (p, "a full point has no parent");
   if (p->parent < 0 || p->parent >= p->id)
     return invalid (p, "the parent must be an older point");
   if ((p->checkpoint && !*p->checkpoint) || (p->since && !*p->since))

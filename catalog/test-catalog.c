@@ -394,9 +394,11 @@ test_add_refused (struct catalog *c)
   check (catalog_add_point (c, &p) == -1 &&
          error_is (PB_E_FAIL, "insert point 3: UNIQUE"),
          "add_point with an existing id fails");
-  p = make_point (5, "web1", 0, "x", NULL, 10, d);
-  p.mode = "incremental";
-  check (catalog_add_point (c, &p) == -1, "incremental without parent refused");
+  p = make_point (5, "web1", 2, "x", NULL, 10, d);
+  p.mode = "full";
+  check (catalog_add_point (c, &p) == -1 &&
+         error_is (PB_E_FAIL, "a full point has no parent"),
+         "full point with a parent refused");
 }
 
 static void

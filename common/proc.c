@@ -18,14 +18,22 @@
 #include "proc.h"
 #include "util.h"
 
+/* The kernel's boot id.  Read with stdio: /proc files report size 0, so
+ * read_file would return an empty id (and every boot would look alike). */
 static int
 read_boot_id (char *out, size_t len)
 {
-  CLEANUP_FREE char *buf = NULL;
-  size_t n;
+  const char *path = "/proc/sys/kernel/random/boot_id";
+  FILE *f = fopen (path, "re");
+  char buf[64];
 
-  if (read_file ("/proc/sys/kernel/random/boot_id", &buf, &n) == -1)
+  if (f == NULL || fgets (buf, sizeof buf, f) == NULL) {
+    set_error (PB_E_IO, errno, "%s", path);
+    if (f)
+      fclose (f);
     return -1;
+  }
+  fclose (f);
   buf[strcspn (buf, "\n")] = '\0';
   snprintf (out, len, "%s", buf);
   return 0;
@@ -96,7 +104,9 @@ pb_proc_alive (const struct pb_proc_id *id)
     return 1;                   /* cannot tell: assume it is alive */
   if (strcmp (self.host, id->host) != 0)
     return 1;
-  if (strcmp (self.boot_id, id->boot_id) != 0)
+  /* An empty boot id was written by pullback before 2026-12 (which could
+   * not read it): judge such a lease by pid and start time alone. */
+  if (id->boot_id[0] && strcmp (self.boot_id, id->boot_id) != 0)
     return 0;
   r = proc_start (id->pid, &start);
   if (r == -1)

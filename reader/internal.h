@@ -37,6 +37,11 @@ int repo_recount (struct pullback_repo *r);
 int point_record_check (struct pullback_repo *r, const struct catalog_point *p,
                         const struct catalog_disk *only);
 
+/* reader/record.c: point ID as its record in the store describes it,
+ * every field checked (types, ranges, the repository's uuid and chunk
+ * size, the tree's height); NULL with PB_E_CORRUPT naming the field. */
+struct catalog_point *point_record_load (struct pullback_repo *r, int64_t id);
+
 /* Set by pullback_interrupt(); polled once per chunk. */
 extern volatile sig_atomic_t pullback_interrupted;
 

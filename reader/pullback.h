@@ -178,6 +178,36 @@ int pullback_verify (struct pullback_repo *r, int64_t point,
                      struct pullback_verify_result **result);
 void pullback_verify_result_free (struct pullback_verify_result *res);
 
+/* ---- Catalog rebuild (reader/rebuild.c) ----
+ * A new catalog.db from the store alone: every point record, whose tree is
+ * complete (nodes readable and well-formed, chunks present, digest
+ * matching), becomes a point again with its id, VM, parent (dropped if not
+ * rebuilt itself), checkpoints and disks.  Not in the store, so not
+ * rebuilt: protection, and the hidden state of forgotten bases (they come
+ * back as listed points).  Refused (PB_E_USAGE) while the old catalog is
+ * intact unless FORCE; refused (PB_E_BUSY) while it shows a running backup.
+ * The old file is kept as catalog.db.old-TIMESTAMP. */
+struct pullback_rebuild_skip {
+  int64_t point;
+  char *why;                  /* the damage that kept it out */
+};
+
+struct pullback_rebuild_result {
+  size_t records;             /* point records in the store */
+  size_t records_ignored;     /* other names under points/ */
+  size_t points;              /* points in the new catalog */
+  size_t parents_dropped;     /* parent links to points not rebuilt */
+  size_t nskipped;
+  struct pullback_rebuild_skip *skipped;
+  char *old_catalog;          /* where the old catalog.db went, or NULL */
+};
+
+int pullback_catalog_rebuild (const char *dir, const struct store_key *key,
+                              bool force, pullback_progress_fn progress,
+                              void *progress_opaque,
+                              struct pullback_rebuild_result **result);
+void pullback_rebuild_result_free (struct pullback_rebuild_result *res);
+
 /* ---- Digest ----
  * The content digest of a disk: SHA-256 over the ordered list of its chunk
  * ids (zero chunks included), docs/FORMAT.md.  SOURCE is an NBD URI (has

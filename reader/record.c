@@ -23,6 +23,7 @@
 #include "cleanup.h"
 #include "errors.h"
 #include "internal.h"
+#include "maptree.h"
 #include "util.h"
 
 static bool
@@ -133,27 +134,29 @@ compare (struct pullback_repo *r, json_object *rec,
   return 0;
 }
 
-/* Read and parse point P's record. */
+/* Read and parse point ID's record. */
 static json_object *
-load_record (struct pullback_repo *r, const struct catalog_point *p)
+load_record (struct pullback_repo *r, int64_t id)
 {
   char name[64];
   CLEANUP_FREE char *buf = NULL;
   size_t len;
   json_object *o;
 
-  snprintf (name, sizeof name, "points/%010" PRId64, p->id);
+  snprintf (name, sizeof name, "points/%010" PRId64, id);
   if (store_get_record (r->store, name, (void **) &buf, &len) == -1) {
     if (pb_get_errclass () == PB_E_NOTFOUND)
       set_error (PB_E_CORRUPT, ENOENT, "point %" PRId64 ": point record %s "
-                 "is missing", p->id, name);
+                 "is missing", id, name);
+    else
+      pb_prefix_error ("point %" PRId64, id);
     return NULL;
   }
   o = json_tokener_parse (buf);
   if (o == NULL || !json_object_is_type (o, json_type_object)) {
     json_object_put (o);
     set_error (PB_E_CORRUPT, 0, "point %" PRId64 ": point record %s is not "
-               "a JSON object", p->id, name);
+               "a JSON object", id, name);
     return NULL;
   }
   return o;
@@ -163,7 +166,7 @@ int
 point_record_check (struct pullback_repo *r, const struct catalog_point *p,
                     const struct catalog_disk *only)
 {
-  json_object *rec = load_record (r, p);
+  json_object *rec = load_record (r, p->id);
   int ret;
 
   if (rec == NULL)
@@ -171,4 +174,184 @@ point_record_check (struct pullback_repo *r, const struct catalog_point *p,
   ret = compare (r, rec, p, only);
   json_object_put (rec);
   return ret;
+}
+
+/* ---- Reading a record into a point (catalog rebuild) ---- */
+
+/* Field KEY of O as an integer in [MIN, MAX]. */
+static bool
+get_int (json_object *o, const char *key, int64_t min, int64_t max,
+         int64_t *out)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (o, key, &v) ||
+      !json_object_is_type (v, json_type_int))
+    return false;
+  *out = json_object_get_int64 (v);
+  return *out >= min && *out <= max;
+}
+
+/* Field KEY of O as a copied string (NULL JSON -> NULL if NULLABLE). */
+static bool
+get_str (json_object *o, const char *key, bool nullable, char **out)
+{
+  json_object *v;
+
+  *out = NULL;
+  if (!json_object_object_get_ex (o, key, &v))
+    return false;
+  if (v == NULL)
+    return nullable;
+  if (!json_object_is_type (v, json_type_string) ||
+      json_object_get_string_len (v) == 0)
+    return false;
+  *out = strdup (json_object_get_string (v));
+  return *out != NULL;
+}
+
+static bool
+get_id (json_object *o, const char *key, uint8_t out[CATALOG_ID_LEN])
+{
+  json_object *v;
+  const char *s;
+
+  if (!json_object_object_get_ex (o, key, &v) ||
+      !json_object_is_type (v, json_type_string))
+    return false;
+  s = json_object_get_string (v);
+  return strlen (s) == 2 * CATALOG_ID_LEN &&
+    hex_decode (s, out, CATALOG_ID_LEN) == 0;
+}
+
+/* "parent": null (none) or an older point's id. */
+static bool
+get_parent (json_object *rec, int64_t id, int64_t *out)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (rec, "parent", &v))
+    return false;
+  *out = 0;
+  return v == NULL || get_int (rec, "parent", 1, id - 1, out);
+}
+
+/* One disk object; NULL if all is well, else the field at fault. */
+static const char *
+parse_disk (json_object *o, uint32_t chunk_size, struct catalog_disk *d)
+{
+  int64_t v;
+
+  if (!json_object_is_type (o, json_type_object) ||
+      !get_str (o, "name", false, &d->name))
+    return "name";
+  if (!get_int (o, "size", 0, INT64_MAX, &v))
+    return "size";
+  d->size = v;
+  if (!get_int (o, "chunk_size", chunk_size, chunk_size, &v))
+    return "chunk_size (not the store's)";
+  d->chunk_size = v;
+  if (!get_int (o, "map_levels", 1, MAPTREE_MAX_LEVELS, &v) ||
+      v != maptree_levels (div_round_up (d->size, chunk_size)))
+    return "map_levels";
+  d->map_levels = v;
+  if (!get_id (o, "map_root", d->map_root))
+    return "map_root";
+  if (!get_id (o, "digest", d->digest))
+    return "digest";
+  if (!get_int (o, "bytes_read", 0, INT64_MAX, &v))
+    return "bytes_read";
+  d->bytes_read = v;
+  if (!get_int (o, "bytes_new", 0, INT64_MAX, &v))
+    return "bytes_new";
+  d->bytes_new = v;
+  if (!get_int (o, "chunks_changed", 0, INT64_MAX, &v))
+    return "chunks_changed";
+  d->chunks_changed = v;
+  return NULL;
+}
+
+static const char *
+parse_disks (json_object *rec, uint32_t chunk_size, struct catalog_point *p)
+{
+  json_object *disks;
+  const char *f;
+  size_t i, j;
+
+  if (!json_object_object_get_ex (rec, "disks", &disks) ||
+      !json_object_is_type (disks, json_type_array) ||
+      (p->ndisks = json_object_array_length (disks)) == 0)
+    return "disks";
+  if ((p->disks = calloc (p->ndisks, sizeof *p->disks)) == NULL)
+    return "disks (out of memory)";
+  for (i = 0; i < p->ndisks; i++) {
+    if ((f = parse_disk (json_object_array_get_idx (disks, i), chunk_size,
+                         &p->disks[i])) != NULL)
+      return f;
+    for (j = 0; j < i; j++)
+      if (strcmp (p->disks[j].name, p->disks[i].name) == 0)
+        return "disks (a name twice)";
+  }
+  return NULL;
+}
+
+/* The identity fields; NULL if all is well, else the field at fault. */
+static const char *
+parse_point (struct pullback_repo *r, json_object *rec, int64_t id,
+             struct catalog_point *p)
+{
+  int64_t v;
+
+  if (!str_is (rec, "format", "pullback-point") || !int_is (rec, "version", 1))
+    return "format or version";
+  if (!str_is (rec, "repository", pullback_repo_uuid (r)))
+    return "repository (another repository's record)";
+  if (!int_is (rec, "id", id))
+    return "id (not the record's name)";
+  p->id = id;
+  if (!get_str (rec, "vm", false, &p->vm))
+    return "vm";
+  if (!get_str (rec, "mode", false, &p->mode) ||
+      (strcmp (p->mode, "full") != 0 && strcmp (p->mode, "incremental") != 0))
+    return "mode";
+  if (!get_parent (rec, id, &p->parent))
+    return "parent";
+  if (p->parent && strcmp (p->mode, "full") == 0)
+    return "parent (a full point with a parent)";
+  if (!get_str (rec, "checkpoint", true, &p->checkpoint) ||
+      !get_str (rec, "since", true, &p->since))
+    return "checkpoint or since";
+  if (!get_int (rec, "started", INT64_MIN, INT64_MAX, &v))
+    return "started";
+  p->started = v;
+  if (!get_int (rec, "finished", INT64_MIN, INT64_MAX, &v))
+    return "finished";
+  p->finished = v;
+  return parse_disks (rec, pullback_repo_chunk_size (r), p);
+}
+
+struct catalog_point *
+point_record_load (struct pullback_repo *r, int64_t id)
+{
+  json_object *rec = load_record (r, id);
+  struct catalog_point *p;
+  const char *bad;
+
+  if (rec == NULL)
+    return NULL;
+  p = calloc (1, sizeof *p);
+  if (p == NULL) {
+    json_object_put (rec);
+    set_error (PB_E_FAIL, errno, "calloc");
+    return NULL;
+  }
+  bad = parse_point (r, rec, id, p);
+  json_object_put (rec);
+  if (bad) {
+    catalog_point_free (p);
+    set_error (PB_E_CORRUPT, 0, "point %" PRId64 ": point record: bad or "
+               "missing field %s", id, bad);
+    return NULL;
+  }
+  return p;
 }
