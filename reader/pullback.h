@@ -158,6 +158,7 @@ int pullback_restore (struct pullback_repo *r,
 struct pullback_verify_problem {
   uint8_t chunk[PULLBACK_DIGEST_LEN];
   char *what;                 /* "missing", "checksum mismatch", ... */
+  bool quarantined;           /* damaged copy moved to store/quarantine/ */
   size_t npoints;
   int64_t *points;            /* points that need this chunk */
 };
@@ -166,14 +167,26 @@ struct pullback_verify_result {
   size_t points_checked;
   uint64_t chunks_checked;    /* distinct chunks and map nodes read */
   uint64_t bytes_checked;     /* plain bytes after decompression */
+  uint64_t chunks_not_read;   /* sampling: found present, contents not read */
   bool catalog_ok;            /* SQLite integrity check */
   size_t nproblems;
   struct pullback_verify_problem *problems;
 };
 
-/* Check every chunk point POINT (0 = every point) needs.  Returns 0 when
- * the check ran (look at nproblems and catalog_ok), -1 when it could not. */
-int pullback_verify (struct pullback_repo *r, int64_t point,
+/* What to check.  A sample reads the contents of about SAMPLE_PERCENT of
+ * the distinct data chunks (chosen by id under SEED, so one seed always
+ * picks the same chunks and other seeds others); every other chunk is
+ * still found present, and every map node and record is still read. */
+struct pullback_verify_opts {
+  int64_t point;              /* 0 = every point */
+  double sample_percent;      /* (0, 100]; 0 means 100 */
+  uint64_t seed;
+};
+
+/* Returns 0 when the check ran (look at nproblems and catalog_ok), -1
+ * when it could not. */
+int pullback_verify (struct pullback_repo *r,
+                     const struct pullback_verify_opts *opts,
                      pullback_progress_fn progress, void *progress_opaque,
                      struct pullback_verify_result **result);
 void pullback_verify_result_free (struct pullback_verify_result *res);

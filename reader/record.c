@@ -149,7 +149,7 @@ load_record (struct pullback_repo *r, int64_t id)
       set_error (PB_E_CORRUPT, ENOENT, "point %" PRId64 ": point record %s "
                  "is missing", id, name);
     else
-      pb_prefix_error ("point %" PRId64, id);
+      pb_prefix_error ("point %" PRId64 ", its point record", id);
     return NULL;
   }
   o = json_tokener_parse (buf);

@@ -7,6 +7,11 @@
  * problem listing every point that needs it.  The content digest of each
  * disk is recomputed from its map, the point's record in the store must be
  * readable, and SQLite's integrity check runs on the catalog.
+ *
+ * A sample (--sample PERCENT) reads the contents of a share of the data
+ * chunks only, chosen by a keyed hash of the id so that a seed always
+ * picks the same chunks and successive seeds sweep the store; the others
+ * are still stat'ed, so a missing chunk is found whatever the sample.
  */
 #include <config.h>
 
@@ -29,6 +34,8 @@ struct verify {
   struct pullback_verify_result *res;
   struct idset *seen;           /* value: 0 = good, k = problems[k - 1] */
   int64_t point;                /* the point being checked */
+  uint64_t threshold;           /* sampled if hash < this; UINT64_MAX: all */
+  uint64_t seed;
   void *buf;                    /* one chunk */
   pullback_progress_fn progress;
   void *opaque;
@@ -101,13 +108,90 @@ damage_of (const store_id *id)
   return msg;
 }
 
-static int
-check_object (const store_id *id, void *opaque)
+/* SplitMix64's finaliser: spreads the id's bits and the seed evenly. */
+static uint64_t
+mix (uint64_t x)
 {
-  struct verify *v = opaque;
+  x = (x ^ (x >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C (0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+/* Whether data chunk ID's contents are read under the sample. */
+static bool
+sampled (const struct verify *v, const store_id *id)
+{
+  uint64_t x;
+
+  if (v->threshold == UINT64_MAX)
+    return true;
+  memcpy (&x, id->b, sizeof x);
+  return mix (x ^ mix (v->seed)) < v->threshold;
+}
+
+/* A missing chunk; says so if an earlier verify moved a damaged copy aside. */
+static int
+missing (struct verify *v, const store_id *id)
+{
+  int q = store_chunk_quarantined (v->r->store, id);
+
+  if (q == -1)
+    return -1;
+  return add_problem (v, id, q ? "missing (an earlier verify moved its damaged "
+                      "copy to the store's quarantine/)" : "missing");
+}
+
+/* Damage found reading ID.  A damaged copy (not a missing one, nor an I/O
+ * error that may pass) is moved aside, so that the next backup meeting
+ * the same content stores a good copy again: the store heals. */
+static int
+damaged (struct verify *v, const store_id *id)
+{
+  char what[1200];
+  struct pullback_verify_problem *p;
+
+  if (!is_damage ())
+    return -1;
+  if (pb_get_errno () == ENOENT)
+    return missing (v, id);
+  snprintf (what, sizeof what, "%s", damage_of (id));
+  if (pb_get_errclass () != PB_E_CORRUPT)
+    return add_problem (v, id, what);
+  if (store_quarantine_chunk (v->r->store, id) == -1) {
+    size_t n = strlen (what);
+    snprintf (what + n, sizeof what - n, " (could not be moved aside: %s)",
+              pb_get_error ());
+    return add_problem (v, id, what);
+  }
+  if (add_problem (v, id, what) == -1)
+    return -1;
+  p = &v->res->problems[v->res->nproblems - 1];
+  p->quarantined = true;
+  return 0;
+}
+
+/* Outside the sample: only that the chunk is there. */
+static int
+stat_object (struct verify *v, const store_id *id)
+{
+  int r = store_stat_chunk (v->r->store, id, NULL);
+
+  if (r == 1) {
+    v->res->chunks_not_read++;
+    return 0;
+  }
+  if (r == 0)
+    return missing (v, id);
+  return damaged (v, id);
+}
+
+/* Read and check object ID (a data chunk if CHUNK), once per verify. */
+static int
+check_object (struct verify *v, const store_id *id, bool chunk)
+{
   bool added;
   uint64_t *slot = idset_insert (v->seen, id, &added);
-  size_t len;
+  size_t len, before = v->res->nproblems;
 
   if (slot == NULL)
     return -1;
@@ -115,16 +199,26 @@ check_object (const store_id *id, void *opaque)
     return *slot ? add_point_to (&v->res->problems[*slot - 1], v->point) : 0;
   if (check_interrupt () == -1)
     return -1;
-  if (store_get_chunk (v->r->store, id, v->buf,
-                       pullback_repo_chunk_size (v->r), &len) == 0) {
+  if (chunk && !sampled (v, id)) {
+    if (stat_object (v, id) == -1)
+      return -1;
+  }
+  else if (store_get_chunk (v->r->store, id, v->buf,
+                            pullback_repo_chunk_size (v->r), &len) == 0) {
     v->res->chunks_checked++;
     v->res->bytes_checked += len;
-    return 0;
   }
-  if (!is_damage () || add_problem (v, id, damage_of (id)) == -1)
+  else if (damaged (v, id) == -1)
     return -1;
-  *slot = v->res->nproblems;
+  if (v->res->nproblems > before)
+    *slot = v->res->nproblems;
   return 0;
+}
+
+static int
+check_node (const store_id *id, void *opaque)
+{
+  return check_object (opaque, id, false);
 }
 
 /* The tree itself could not be read: one problem for the disk's root. */
@@ -162,7 +256,7 @@ check_chunks (struct verify *v, const struct catalog_disk *d,
     EVP_DigestUpdate (ctx, id.b, STORE_ID_LEN);
     store_zero_id (v->r->store, len, &zero);
     if (memcmp (id.b, zero.b, STORE_ID_LEN) != 0)
-      r = check_object (&id, v);
+      r = check_object (v, &id, true);
     if (v->progress)
       v->progress (v->opaque, d->name, i * d->chunk_size + len, d->size);
   }
@@ -184,7 +278,7 @@ check_disk (struct verify *v, const struct catalog_disk *d)
                           div_round_up (d->size, d->chunk_size));
   if (t == NULL)
     return tree_problem (v, d);
-  r = maptree_reader_nodes (t, check_object, v);
+  r = maptree_reader_nodes (t, check_node, v);
   if (r == -1)
     r = tree_problem (v, d) == -1 ? -1 : 1;
   if (r == 0)
@@ -199,28 +293,17 @@ check_disk (struct verify *v, const struct catalog_disk *d)
   return r == -1 ? -1 : 0;
 }
 
+/* The record must be readable and say what the catalog says. */
 static int
 check_record (struct verify *v, const struct catalog_point *p)
 {
-  char name[64], msg[1200];
-  void *buf;
-  size_t len;
   store_id none = { { 0 } };
 
-  snprintf (name, sizeof name, "points/%010" PRId64, p->id);
-  if (store_get_record (v->r->store, name, &buf, &len) == 0) {
-    free (buf);
-    /* Readable: it must also say what the catalog says. */
-    if (point_record_check (v->r, p, NULL) == 0)
-      return 0;
-    if (!is_damage ())
-      return -1;
-    return add_problem (v, &none, pb_get_error ());
-  }
+  if (point_record_check (v->r, p, NULL) == 0)
+    return 0;
   if (!is_damage ())
     return -1;
-  snprintf (msg, sizeof msg, "point record %s: %s", name, pb_get_error ());
-  return add_problem (v, &none, msg);
+  return add_problem (v, &none, pb_get_error ());
 }
 
 static int
@@ -278,22 +361,39 @@ run_verify (struct verify *v, int64_t point)
   return r;
 }
 
+/* The hash threshold for PERCENT of the id space (0 or >= 100: all). */
+static uint64_t
+threshold_of (double percent)
+{
+  if (percent <= 0 || percent >= 100)
+    return UINT64_MAX;
+  return (uint64_t) (percent / 100 * 18446744073709551616.0);   /* 2^64 */
+}
+
 int
-pullback_verify (struct pullback_repo *r, int64_t point,
+pullback_verify (struct pullback_repo *r,
+                 const struct pullback_verify_opts *opts,
                  pullback_progress_fn progress, void *progress_opaque,
                  struct pullback_verify_result **result)
 {
-  struct verify v = { .r = r, .progress = progress, .opaque = progress_opaque };
+  struct verify v = { .r = r, .progress = progress, .opaque = progress_opaque,
+                      .threshold = threshold_of (opts->sample_percent),
+                      .seed = opts->seed };
   int ret = -1;
 
   *result = NULL;
+  if (!(opts->sample_percent >= 0 && opts->sample_percent <= 100)) {
+    set_error (PB_E_USAGE, 0, "sample percentage %g is not in (0, 100]",
+               opts->sample_percent);
+    return -1;
+  }
   v.res = calloc (1, sizeof *v.res);
   v.seen = idset_new ();
   v.buf = malloc (pullback_repo_chunk_size (r));
   if (v.res == NULL || v.buf == NULL)
     set_error (PB_E_FAIL, errno, "out of memory");
   else if (v.seen)
-    ret = run_verify (&v, point);
+    ret = run_verify (&v, opts->point);
   if (ret == 0)
     *result = v.res;
   else

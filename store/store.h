@@ -158,6 +158,12 @@ int store_stat_chunk (struct store *s, const store_id *id, uint64_t *size);
 /* Delete chunk ID.  0 (also if it was absent) or -1. */
 int store_delete_chunk (struct store *s, const store_id *id);
 
+/* Move damaged chunk ID aside to "quarantine/<hex>" (kept, never read),
+ * so that the next backup meeting its content writes a good copy again.
+ * 0 or -1.  quarantined: 1 if such a copy exists, 0 if not, -1 on error. */
+int store_quarantine_chunk (struct store *s, const store_id *id);
+int store_chunk_quarantined (struct store *s, const store_id *id);
+
 /* Call CB for every chunk id in the store (order unspecified).  CB returns
  * 0 to go on, -1 to stop with an error (returned). */
 int store_list_chunks (struct store *s,

@@ -45,11 +45,13 @@ qio "$IMG" qcow2 "write -P 0x22 $((16 * M)) $CS" "write -P 0x33 $((20 * M)) $CS"
 qemu-img bitmap --add --enable -f qcow2 "$IMG" cp2
 BITMAP=cp1 backup "$IMG" vm1 "$T/b2.json" --since cp1 --bitmap vda=cp1 --checkpoint cp2
 P2=$(json_get "$T/b2.json" .point)
+save_raw "$IMG" qcow2 "$T/p2.raw"
 
 qio "$IMG" qcow2 "write -P 0x44 $((16 * M)) $CS"
 qemu-img bitmap --add --enable -f qcow2 "$IMG" cp3
 BITMAP=cp2 backup "$IMG" vm1 "$T/b3.json" --since cp2 --bitmap vda=cp2 --checkpoint cp3
 P3=$(json_get "$T/b3.json" .point)
+save_raw "$IMG" qcow2 "$T/p3.raw"
 
 randfile "$T/r2" $((2 * M))
 qemu-img create -q -f qcow2 "$IMG2" "$SIZE"
@@ -58,6 +60,28 @@ BITMAP= backup "$IMG2" vm2 "$T/b4.json"
 save_raw "$IMG2" qcow2 "$T/p4.raw"
 P4=$(json_get "$T/b4.json" .point)
 pullback verify --repo "$REPO"
+
+step "verify --sample: a share of the chunks read, the same share for a seed"
+pullback verify --repo "$REPO" --sample 100 --json >"$T/vs100.json"
+[ "$(json_get "$T/vs100.json" .chunks_not_read)" = 0 ] || fail "--sample 100 left chunks unread"
+ALL=$(json_get "$T/vs100.json" .chunks_checked)
+pullback verify --repo "$REPO" --sample 50 --seed 11 --json >"$T/vs50a.json"
+pullback verify --repo "$REPO" --sample 50 --seed 11 --json >"$T/vs50b.json"
+READ=$(json_get "$T/vs50a.json" .chunks_checked) UNREAD=$(json_get "$T/vs50a.json" .chunks_not_read)
+[ $((READ + UNREAD)) = "$ALL" ] || fail "sample: $READ read + $UNREAD unread != $ALL"
+[ "$UNREAD" -gt 0 ] && [ "$READ" -lt "$ALL" ] || fail "--sample 50 read everything"
+[ "$(json_get "$T/vs50b.json" .chunks_checked)" = "$READ" ] || fail "the same seed read another share"
+[ "$(json_get "$T/vs50a.json" .seed)" = 11 ] || fail "seed not reported"
+pullback verify --repo "$REPO" --sample 10 >"$T/vs10.txt"
+grep -q "^sample of 10% (seed [0-9]*): [0-9]* more chunks found present, not read$" "$T/vs10.txt" ||
+  fail "sample text: $(cat "$T/vs10.txt")"
+for bad in 0 101 -5 abc 10x ""; do
+  expect_fail 2 pullback verify --repo "$REPO" --sample "$bad"
+  expect_err "--sample"
+done
+expect_fail 2 pullback verify --repo "$REPO" --seed 5
+expect_err "--seed needs --sample"
+expect_fail 2 pullback verify --repo "$REPO" --sample 5 --seed -1
 
 step "damage: flip one byte of chunk X, delete chunk Y"
 pattern_id() { "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(bytes([int(sys.argv[1], 16)]) * int(sys.argv[2])).hexdigest())' "$1" "$2"; }
@@ -91,10 +115,13 @@ cat "$T/verify.json"
 [ "$(json_get "$T/verify.json" ".problems[chunk=$Y].what")" = missing ] || fail "chunk Y: what is not \"missing\""
 [ "$(json_get "$T/verify.json" ".problems[chunk=$X].what")" = "checksum mismatch" ] ||
   fail "chunk X: what is not \"checksum mismatch\""
+[ "$(json_get "$T/verify.json" ".problems[chunk=$X].quarantined")" = true ] || fail "X not moved aside"
+[ "$(json_get "$T/verify.json" ".problems[chunk=$Y].quarantined")" = false ] || fail "Y quarantined"
+[ -f "$REPO/store/quarantine/$X" ] && [ ! -e "$XF" ] || fail "X's damaged copy is not in quarantine/"
 [ "$(json_get "$T/verify.json" .catalog_ok)" = true ] || fail "catalog_ok"
 expect_fail 7 pullback verify --repo "$REPO"
 cat "$LAST_OUT" "$LAST_ERR" >"$T/verify.txt"
-grep -qx "chunk $X: checksum mismatch; needed by point $P2" "$T/verify.txt" &&
+grep -qx "chunk $X: missing (an earlier verify moved its damaged copy to the store's quarantine/); needed by point $P2" "$T/verify.txt" &&
   grep -qx "chunk $Y: missing; needed by points $P2, $P3" "$T/verify.txt" ||
   fail "verify text does not list both chunks as docs/CLI.md shows: $(cat "$T/verify.txt")"
 expect_fail 7 pullback verify --repo "$REPO" --point "$P3" --json
@@ -116,4 +143,35 @@ grep -q "$Y" "$LAST_ERR" || fail "restore of P3 must name Y"
 step "unaffected points still restore exactly"
 check_restore "$REPO" "$P1" vm1 vda "$T/p1.raw"
 check_restore "$REPO" "$P4" vm2 vda "$T/p4.raw"
+
+step "a sample finds a damaged chunk when it reads it, a missing one always"
+Z=$(pattern_id 0x11 "$CS")
+ZF=$(grep "/$Z" "$T/chunkfiles" | head -n 1)
+[ -n "$ZF" ] || fail "chunk file for Z=$Z not found"
+"$PYTHON" -c 'import os, sys; n = os.path.getsize(sys.argv[1]) // 2; f = open(sys.argv[1], "r+b"); f.seek(n); b = f.read(1); f.seek(n); f.write(bytes([b[0] ^ 1]))' "$ZF"
+missed=0 found=
+for seed in $(seq 1 64); do
+  # X and Y are not needed by P1: a problem here can only be Z.
+  rc=0
+  pullback verify --repo "$REPO" --point "$P1" --sample 50 --seed "$seed" --json >"$T/vz.json" || rc=$?
+  if [ "$rc" = 7 ]; then found=$seed; break; fi
+  [ "$rc" = 0 ] || fail "verify --sample exit $rc"
+  missed=$((missed + 1))
+done
+[ -n "$found" ] || fail "64 samples of 50% never read the damaged chunk Z"
+[ "$(json_get "$T/vz.json" ".problems[chunk=$Z].what")" = "checksum mismatch" ] || fail "Z: $(cat "$T/vz.json")"
+note "Z found by seed $found after $missed samples that did not read it"
+expect_fail 7 pullback verify --repo "$REPO" --point "$P3" --sample 1 --seed 3 --json
+[ "$(json_get "$LAST_OUT" ".problems[chunk=$Y].what")" = missing ] || fail "a 1% sample missed the missing chunk Y"
+
+step "self-healing: a backup that meets the same content writes good copies"
+qemu-img create -q -f qcow2 "$T/heal.qcow2" "$SIZE"
+qio "$T/heal.qcow2" qcow2 "write -P 0x22 0 $CS" "write -P 0x33 $CS $CS" "write -P 0x11 $((2 * CS)) $CS"
+BITMAP= backup "$T/heal.qcow2" vm3 "$T/heal.json"
+[ "$(json_get "$T/heal.json" .disks[0].chunks_new)" = 3 ] ||
+  fail "the healing backup stored $(json_get "$T/heal.json" .disks[0].chunks_new) chunks, expected X, Y and Z"
+pullback verify --repo "$REPO" --json >"$T/healed.json" || fail "verify after healing: $(cat "$T/healed.json")"
+check_restore "$REPO" "$P1" vm1 vda "$T/p1.raw"
+check_restore "$REPO" "$P2" vm1 vda "$T/p2.raw"
+check_restore "$REPO" "$P3" vm1 vda "$T/p3.raw"
 echo PASS
