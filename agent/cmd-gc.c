@@ -45,6 +45,7 @@ json_gc (const struct pullback_gc_result *g)
   json_set_u64 (o, "bytes_freed", g->bytes_freed);
   json_set_u64 (o, "in_use", g->in_use);
   json_set_u64 (o, "leases_cleared", g->leases_cleared);
+  json_set_u64 (o, "temp_removed", g->temp_removed);
   json_object_object_add (o, "seconds", json_seconds (g->seconds));
   return o;
 }
@@ -65,6 +66,9 @@ print_gc_text (const struct pullback_gc_result *g)
   if (g->leases_cleared)
     printf ("gc: cleared %" PRIu64 " stale %s of backups that died\n",
             g->leases_cleared, plural (g->leases_cleared, "lease", "leases"));
+  if (g->temp_removed)
+    printf ("gc: removed %" PRIu64 " temporary %s of interrupted writes\n",
+            g->temp_removed, plural (g->temp_removed, "file", "files"));
 }
 
 static int

@@ -42,7 +42,9 @@ read_boot_id (char *out, size_t len)
 /* Field 22 of /proc/PID/stat.  The command name (field 2) is in
  * parentheses and may itself hold spaces and ')', so parse from the last
  * ')'.  (read_file cannot be used: /proc files have size 0.)  1 and
- * *START, 0 if there is no such process, -1 on error. */
+ * *START, 0 if there is no such process or it has ended (a zombie: a
+ * SIGKILLed backup whose parent has not reaped it yet is dead, and so is
+ * its lease), -1 on error. */
 static int
 proc_start (int64_t pid, int64_t *start)
 {
@@ -65,6 +67,8 @@ proc_start (int64_t pid, int64_t *start)
   if (n == 0)
     return 0;                   /* exited while we read */
   p = strrchr (buf, ')');
+  if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
+    return 0;                   /* field 3, the state: zombie or dead */
   /* After ") " come fields 3, 4, ...: 20 spaces on is field 22. */
   for (field = 2; p && field < 22; field++)
     p = strchr (p + 1, ' ');
@@ -76,9 +80,10 @@ proc_start (int64_t pid, int64_t *start)
 }
 
 int
-pb_proc_self (struct pb_proc_id *id)
+pb_proc_of (int64_t pid, struct pb_proc_id *id)
 {
   struct utsname u;
+  int r;
 
   memset (id, 0, sizeof *id);
   if (uname (&u) == -1) {
@@ -86,11 +91,21 @@ pb_proc_self (struct pb_proc_id *id)
     return -1;
   }
   snprintf (id->host, sizeof id->host, "%s", u.nodename);
-  id->pid = getpid ();
+  id->pid = pid;
   if (read_boot_id (id->boot_id, sizeof id->boot_id) == -1 ||
-      proc_start (id->pid, &id->start) != 1)
+      (r = proc_start (id->pid, &id->start)) == -1)
     return -1;
+  if (r == 0) {
+    set_error (PB_E_NOTFOUND, ESRCH, "process %" PRId64 " is not running", pid);
+    return -1;
+  }
   return 0;
+}
+
+int
+pb_proc_self (struct pb_proc_id *id)
+{
+  return pb_proc_of (getpid (), id);
 }
 
 int

@@ -23,8 +23,10 @@ struct pb_proc_id {
   int64_t start;                /* starttime of /proc/PID/stat */
 };
 
-/* The identity of the calling process.  0, or -1 with an error recorded. */
+/* The identity of the calling process, or of running process PID.  0, or
+ * -1 with an error recorded (PB_E_NOTFOUND if PID is not running). */
 int pb_proc_self (struct pb_proc_id *id);
+int pb_proc_of (int64_t pid, struct pb_proc_id *id);
 
 /* 1 if ID names a process that is running now, 0 if it certainly is not
  * (same host: other boot, no such pid, or that pid started at another

@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "errors.h"
+#include "proc.h"
 #include "test.h"
 #include "util.h"
 
@@ -108,6 +111,63 @@ test_files (void)
   CHECK (system (path) == 0, "cleanup");
 }
 
+/* Wait until PID's state (field 3 of /proc/PID/stat) is STATE. */
+static bool
+wait_state (pid_t pid, char state)
+{
+  char path[64], buf[512], *p;
+  int i;
+
+  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  for (i = 0; i < 500; i++) {
+    FILE *f = fopen (path, "r");
+    size_t n = f ? fread (buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+      fclose (f);
+    buf[n] = '\0';
+    if ((p = strrchr (buf, ')')) != NULL && p[1] == ' ' && p[2] == state)
+      return true;
+    usleep (10000);
+  }
+  return false;
+}
+
+/* Leases judge their owner by these: a live process is alive, a killed
+ * one is not even before its parent reaps it (a zombie). */
+static void
+test_proc (void)
+{
+  struct pb_proc_id self, child, gone;
+  pid_t pid;
+
+  CHECK (pb_proc_self (&self) == 0 && self.boot_id[0] != '\0' &&
+         strlen (self.boot_id) == 36, "own identity with a boot id: '%s'",
+         self.boot_id);
+  CHECK (pb_proc_alive (&self) == 1, "the calling process is alive");
+  pid = fork ();
+  if (pid == 0) {
+    pause ();
+    _exit (0);
+  }
+  CHECK (pid > 0 && pb_proc_of (pid, &child) == 0, "identity of a child");
+  CHECK (pb_proc_alive (&child) == 1, "a running child is alive");
+  gone = child;
+  gone.start++;
+  CHECK (pb_proc_alive (&gone) == 0, "same pid, other start time: not alive");
+  snprintf (gone.boot_id, sizeof gone.boot_id, "%s", "another-boot");
+  gone.start = child.start;
+  CHECK (pb_proc_alive (&gone) == 0, "other boot: not alive");
+  gone.boot_id[0] = '\0';
+  CHECK (pb_proc_alive (&gone) == 1, "no boot id recorded: judged by pid");
+  kill (pid, SIGKILL);
+  CHECK (wait_state (pid, 'Z'), "the killed child is a zombie");
+  CHECK (pb_proc_alive (&child) == 0, "a zombie is not alive");
+  waitpid (pid, NULL, 0);
+  CHECK (pb_proc_alive (&child) == 0, "a reaped child is not alive");
+  CHECK (pb_proc_of (pid, &gone) == -1 && pb_get_errclass () == PB_E_NOTFOUND,
+         "no identity for a gone process");
+}
+
 int
 main (void)
 {
@@ -115,5 +175,6 @@ main (void)
   test_sizes ();
   test_bytes ();
   test_files ();
+  test_proc ();
   return test_summary ();
 }

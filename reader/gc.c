@@ -236,11 +236,26 @@ count_in_use (struct pullback_repo *r, uint64_t *n)
   return 0;
 }
 
+/* Temporary files of killed writers: all those older than this gc when
+ * no backup is running (none can be writing them), else only those older
+ * than an hour (no put takes that long). */
+static int
+sweep_temp (struct pullback_repo *r, int64_t started, uint64_t *removed)
+{
+  struct catalog_totals t;
+
+  if (catalog_totals (r->cat, &t) == -1)
+    return -1;
+  return store_sweep_temp (r->store, t.leases ? started - 3600 : started,
+                           removed);
+}
+
 int
 pullback_gc (struct pullback_repo *r, bool dry_run,
              struct pullback_gc_result *res)
 {
   double t0 = now_mono ();
+  int64_t started = now_epoch ();
 
   memset (res, 0, sizeof *res);
   res->dry_run = dry_run;
@@ -249,7 +264,9 @@ pullback_gc (struct pullback_repo *r, bool dry_run,
                "been computed (open the repository once with this pullback)");
     return -1;
   }
-  if (!dry_run && catalog_clear_stale_leases (r->cat, &res->leases_cleared) == -1)
+  if (!dry_run &&
+      (catalog_clear_stale_leases (r->cat, &res->leases_cleared) == -1 ||
+       sweep_temp (r, started, &res->temp_removed) == -1))
     return -1;
   if (dry_run ? repo_reclaimable (r, res) == -1
       : gc_all (r, true, res) == -1 || gc_all (r, false, res) == -1)

@@ -283,6 +283,7 @@ struct pullback_gc_result {
   uint64_t chunks_deleted, nodes_deleted, bytes_freed;
   uint64_t in_use;            /* unreferenced but pinned by running backups */
   uint64_t leases_cleared;    /* stale leases of dead processes dropped */
+  uint64_t temp_removed;      /* temporary files of killed writers removed */
   double seconds;
 };
 

@@ -435,6 +435,85 @@ dir_list (struct objstore *os, const char *prefix,
   return 0;
 }
 
+/* ---- sweep: temporary files of interrupted puts ---- */
+
+struct sweep {
+  int64_t before;
+  uint64_t removed;
+  int err;
+};
+
+static int sweep_dir (struct sweep *sw, int dfd);
+
+/* One entry of DFD: a stale temporary file goes, a directory is entered. */
+static int
+sweep_entry (struct sweep *sw, int dfd, const char *name)
+{
+  struct stat st;
+  int sub;
+
+  if (strcmp (name, ".") == 0 || strcmp (name, "..") == 0)
+    return 0;
+  if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+    return errno == ENOENT ? 0 : (sw->err = errno, -1);
+  if (S_ISDIR (st.st_mode) && name[0] != '.') {
+    sub = openat (dfd, name, O_RDONLY|O_DIRECTORY|O_CLOEXEC|O_NOFOLLOW);
+    if (sub == -1)
+      return errno == ENOENT ? 0 : (sw->err = errno, -1);
+    return sweep_dir (sw, sub);
+  }
+  if (!S_ISREG (st.st_mode) || strncmp (name, TMP_PREFIX, strlen (TMP_PREFIX)) ||
+      st.st_mtime >= sw->before)
+    return 0;
+  if (unlinkat (dfd, name, 0) == -1 && errno != ENOENT)
+    return sw->err = errno, -1;
+  sw->removed++;
+  return 0;
+}
+
+/* Sweep the directory open on DFD (closed here). */
+static int
+sweep_dir (struct sweep *sw, int dfd)
+{
+  DIR *dir = fdopendir (dfd);
+  struct dirent *d;
+  int r = 0;
+
+  if (dir == NULL) {
+    sw->err = errno;
+    close (dfd);
+    return -1;
+  }
+  while (r == 0) {
+    errno = 0;
+    if ((d = readdir (dir)) == NULL) {
+      if (errno)
+        r = (sw->err = errno, -1);
+      break;
+    }
+    r = sweep_entry (sw, dirfd (dir), d->d_name);
+  }
+  closedir (dir);
+  return r;
+}
+
+static int
+dir_sweep (struct objstore *os, int64_t before, uint64_t *removed)
+{
+  struct objdir *od = (struct objdir *) os;
+  struct sweep sw = { .before = before };
+  int fd = open (od->root, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+
+  *removed = 0;
+  if (fd == -1 || sweep_dir (&sw, fd) == -1) {
+    int e = fd == -1 ? errno : sw.err;
+    set_error (errclass (e), e, "store: removing temporary files");
+    return -1;
+  }
+  *removed = sw.removed;
+  return 0;
+}
+
 /* ---- sync, open, close ---- */
 
 static int
@@ -456,7 +535,7 @@ dir_close (struct objstore *os)
 static const struct objstore_ops dir_ops = {
   .name = "dir",
   .put = dir_put, .get = dir_get, .stat = dir_stat, .del = dir_del,
-  .list = dir_list, .sync = dir_sync, .close = dir_close,
+  .list = dir_list, .sync = dir_sync, .sweep = dir_sweep, .close = dir_close,
 };
 
 /* fsync the directory holding PATH, so that PATH's creation is durable. */

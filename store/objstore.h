@@ -28,6 +28,10 @@ struct objstore_ops {
   int (*list) (struct objstore *os, const char *prefix,
                int (*cb) (const char *key, void *opaque), void *opaque);
   int (*sync) (struct objstore *os);
+  /* Optional (NULL: nothing to sweep).  Remove what interrupted puts left
+   * behind (the directory backend's temporary files) last modified before
+   * BEFORE (seconds since the epoch); *REMOVED = how many. */
+  int (*sweep) (struct objstore *os, int64_t before, uint64_t *removed);
   void (*close) (struct objstore *os);
 };
 
@@ -46,6 +50,7 @@ struct objstore *objstore_dir_open (const char *path, int create);
 #define objstore_del(os, k) ((os)->ops->del ((os), (k)))
 #define objstore_list(os, p, cb, o) ((os)->ops->list ((os), (p), (cb), (o)))
 #define objstore_sync(os) ((os)->ops->sync ((os)))
+#define objstore_sweep(os, t, n) ((os)->ops->sweep ((os), (t), (n)))
 #define objstore_close(os) do { if (os) (os)->ops->close ((os)); } while (0)
 
 #endif /* PB_OBJSTORE_H */

@@ -525,6 +525,13 @@ store_chunk_quarantined (struct store *s, const store_id *id)
   return objstore_stat (s->os, qkey, NULL);
 }
 
+int
+store_sweep_temp (struct store *s, int64_t before, uint64_t *removed)
+{
+  *removed = 0;
+  return s->os->ops->sweep ? s->os->ops->sweep (s->os, before, removed) : 0;
+}
+
 struct list_chunks {
   int (*cb) (const store_id *id, void *opaque);
   void *opaque;

@@ -164,6 +164,11 @@ int store_delete_chunk (struct store *s, const store_id *id);
 int store_quarantine_chunk (struct store *s, const store_id *id);
 int store_chunk_quarantined (struct store *s, const store_id *id);
 
+/* Remove the temporary files interrupted writers left, if last modified
+ * before BEFORE (seconds since the epoch: the caller knows no writer that
+ * old can still be running).  *REMOVED = how many. */
+int store_sweep_temp (struct store *s, int64_t before, uint64_t *removed);
+
 /* Call CB for every chunk id in the store (order unspecified).  CB returns
  * 0 to go on, -1 to stop with an error (returned). */
 int store_list_chunks (struct store *s,

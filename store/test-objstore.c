@@ -9,6 +9,12 @@
 #include <config.h>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -359,6 +365,36 @@ test_threads (struct objstore *os)
   check (objstore_sync (os) == 0, "sync after the threads");
 }
 
+/* Temporary files of killed writers: old ones go, fresh ones and objects
+ * stay, and a file that only looks temporary outside the rules is kept. */
+static void
+test_sweep (struct objstore *os)
+{
+  struct timeval old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+  uint64_t removed = 99;
+  char a[4096], b[4096], c[4096];
+
+  check (objstore_put (os, "chunks/ab/sweepme", "x", 1) == 0, "put an object");
+  snprintf (a, sizeof a, "%s", path_in ("repo/chunks/ab/.tmp.AAAAAA"));
+  snprintf (b, sizeof b, "%s", path_in ("repo/points/.tmp.BBBBBB"));
+  snprintf (c, sizeof c, "%s", path_in ("repo/chunks/ab/.tmp.CCCCCC"));
+  mkdir (path_in ("repo/points"), 0700);
+  close (open (a, O_CREAT|O_WRONLY, 0600));
+  close (open (b, O_CREAT|O_WRONLY, 0600));
+  close (open (c, O_CREAT|O_WRONLY, 0600));
+  utimes (a, old);
+  utimes (b, old);
+  check (objstore_sweep (os, time (NULL) - 60, &removed) == 0 && removed == 2,
+         "sweep removed the two old temporary files (%" PRIu64 ")", removed);
+  check (access (a, F_OK) == -1 && access (b, F_OK) == -1, "old ones gone");
+  check (access (c, F_OK) == 0, "a fresh temporary file is kept");
+  check (obj_equals (os, "chunks/ab/sweepme", "x", 1), "objects are kept");
+  /* test_list planted one more (fresh) temporary file under points/. */
+  check (objstore_sweep (os, time (NULL) + 60, &removed) == 0 && removed == 2 &&
+         access (c, F_OK) == -1, "a later cut-off removes the fresh one too (%" PRIu64 ")", removed);
+  objstore_del (os, "chunks/ab/sweepme");
+}
+
 int
 main (void)
 {
@@ -378,6 +414,7 @@ main (void)
     test_sync (os);
     test_errors (os);
     test_threads (os);
+    test_sweep (os);
     objstore_close (os);
   }
   return test_end ();

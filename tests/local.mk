@@ -19,7 +19,8 @@ TESTS += \
 	tests/test-upgrade.sh \
 	tests/test-encrypt.sh \
 	tests/test-tls.sh \
-	tests/test-rebuild.sh
+	tests/test-rebuild.sh \
+	tests/test-crash.sh
 
 EXTRA_DIST += \
 	tests/functions.sh tests/run-one tests/qmp.py tests/demo.sh \
@@ -37,7 +38,7 @@ EXTRA_DIST += \
 	tests/test-forget.sh \
 	tests/test-concurrent.sh \
 	tests/test-space-bad-input.sh \
-	tests/test-upgrade.sh tests/test-encrypt.sh tests/test-tls.sh tests/test-rebuild.sh tests/data/v1-repo.tar.gz tests/data/make-v1-repo.sh \
+	tests/test-upgrade.sh tests/test-encrypt.sh tests/test-tls.sh tests/test-rebuild.sh tests/test-crash.sh tests/data/v1-repo.tar.gz tests/data/make-v1-repo.sh \
 	setup.sh .ci/run README.md
 
 # Scratch directories of failed tests (kept for inspection).
