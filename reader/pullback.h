@@ -125,8 +125,9 @@ struct pullback_backup_result {
 /* Take one point of the whole VM.  Validates everything (checkpoint known,
  * a bitmap for every disk of an incremental, each bitmap exported) before
  * writing anything.  On failure no point is recorded.
- * Errors: PB_E_USAGE (bad options), PB_E_CHECKPOINT, PB_E_BITMAP, PB_E_NBD,
- * PB_E_IO, PB_E_BUSY, PB_E_INTERRUPTED. */
+ * Errors: PB_E_USAGE (bad options), PB_E_CHECKPOINT, PB_E_BITMAP, PB_E_NBD
+ * (after the retries), PB_E_IO, PB_E_NOSPACE (ENOSPC, EDQUOT, EFBIG),
+ * PB_E_REPO (the repository vanished), PB_E_BUSY, PB_E_INTERRUPTED. */
 int pullback_backup (struct pullback_repo *r,
                      const struct pullback_backup_opts *opts,
                      struct pullback_backup_result **result);
