@@ -32,6 +32,8 @@
 #include "catalog.h"
 #include "schema.h"
 
+static int busy_timeout_ms (void);
+
 /* ---- SQLite helpers (declared in schema.h) ---- */
 
 int
@@ -69,7 +71,13 @@ cat_error (struct catalog *c, int rc, const char *fmt, ...)
     msg = sqlite3_errmsg (c->db);
   if (cat_errclass (rc) == PB_E_IO && c && c->db)
     errnum = sqlite3_system_errno (c->db);
-  set_error (cat_errclass (rc), errnum, "catalog: %s: %s", what, msg);
+  /* "database is locked" alone does not say who or for how long. */
+  if (cat_errclass (rc) == PB_E_BUSY)
+    set_error (PB_E_BUSY, 0, "catalog: %s: %s (another process holds the "
+               "catalog's write lock; waited %d ms)", what, msg,
+               busy_timeout_ms ());
+  else
+    set_error (cat_errclass (rc), errnum, "catalog: %s: %s", what, msg);
   return -1;
 }
 
