@@ -14,8 +14,11 @@
 #  - a vanished repository, before the backup [3] and renamed away during
 #    it [3] "vanished" (nothing is made again at the old path);
 #  - a second process holding the catalog's write lock (python3 sqlite3
-#    BEGIN IMMEDIATE; PULLBACK_BUSY_TIMEOUT_MS makes the wait short) [10],
-#    "locked";
+#    BEGIN IMMEDIATE; PULLBACK_BUSY_TIMEOUT_MS makes the wait short), from
+#    before the backup and taken while it runs [10], "locked";
+#  - the catalog's file system full while the store has room (a 160 KiB
+#    tmpfs, the store bind-mounted from elsewhere) [14], SQLite's
+#    "database or disk is full";
 #  - reads failing with EIO (nbdkit error filter): --retries 0 [4]; with
 #    retries the backup succeeds, says how often it retried (a warning per
 #    retry, "retries" in the JSON) and restores bit-exact; a server that
@@ -77,8 +80,26 @@ if mount -t tmpfs -o size=4m tmpfs "$T/small" 2>"$T/mount.err"; then
   pullback backup --repo "$SREPO" --vm tiny --disk "vda=$(nbd_uri next)" --quiet
   stop_server next
   stop_server tiny
+  umount "$T/small"
 else
   note "cannot mount a tmpfs here ($(cat "$T/mount.err")): ENOSPC not tested, RLIMIT_FSIZE below is"
+fi
+
+step "catalog's file system full, store elsewhere: SQLite 'disk is full' [14]"
+if mount -t tmpfs -o size=160k tmpfs "$T/small" 2>"$T/mount.err"; then
+  CREPO=$T/small/repo
+  pullback init --repo "$CREPO"
+  mkdir "$T/cstore"
+  mv "$CREPO/store/"* "$T/cstore/"
+  mount --bind "$T/cstore" "$CREPO/store"
+  unmount_at_exit "$CREPO/store"
+  expect_fail 14 pullback backup --repo "$CREPO" --vm vm1 --disk "vda=$URI" --json
+  expect_json_error 14
+  expect_err "catalog" "full"
+  [ -z "$(point_ids "$CREPO")" ] || fail "a point was recorded with the catalog's disk full"
+  pullback verify --repo "$CREPO" >/dev/null
+  umount "$CREPO/store"
+  umount "$T/small"
 fi
 
 step "file-size limit (ulimit -f): EFBIG [14], not a silent SIGXFSZ death"
@@ -142,13 +163,31 @@ expect_json_error 10
 expect_err "locked"
 stop_pid "$LPID"
 intact
-
-step "reads fail with EIO: --retries 0 [4]; retried, the backup succeeds"
-start_nbdkit flaky --filter=error file "$IMG" error-pread-rate=10% error=EIO
-expect_fail 4 "${BK[@]}" --disk "vda=$(nbd_uri flaky)" --retries 0
-expect_err "Input/output error"
-if grep -q "retry" "$LAST_ERR"; then fail "--retries 0 retried"; fi
+rm -f "$T/locked"
+start_nbdkit slow2 --filter=delay file "$IMG" rdelay=30ms
+"${BK[@]}" --disk "vda=$(nbd_uri slow2)" >"$T/lk.out" 2>"$T/lk.err" &
+BPID=$!
+track_pid "$BPID"
+sleep 0.5
+"$PYTHON" -c '
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").close()
+time.sleep(30)' "$REPO/catalog.db" "$T/locked" &
+LPID=$!
+track_pid "$LPID"
+RC=0
+wait "$BPID" || RC=$?
+[ "$RC" = 10 ] || fail "backup meeting the lock at its commit: exit $RC (expected 10): $(cat "$T/lk.err")"
+grep -q "^pullback: .*locked" "$T/lk.err" || fail "no 'locked' message: $(cat "$T/lk.err")"
+note "lock taken during the backup: exit 10: $(head -n 1 "$T/lk.err")"
+stop_pid "$LPID"
+stop_server slow2
 intact
+
+step "reads fail with EIO now and then: retried, the backup succeeds"
+start_nbdkit flaky --filter=error file "$IMG" error-pread-rate=10% error=EIO
 "${BK[@]}" --disk "vda=$(nbd_uri flaky)" --retries 10 --json >"$T/flaky.json" 2>"$T/flaky.err"
 R=$(json_get "$T/flaky.json" '.disks[0].retries')
 W=$(grep -c "^pullback: warning: disk 'vda': .*Input/output error; retry [0-9]* of 10" "$T/flaky.err" || true)
@@ -163,8 +202,11 @@ expect_fail 2 "${BK[@]}" --disk "vda=$URI" --retries -1
 expect_fail 2 "${BK[@]}" --disk "vda=$URI" --retries many
 expect_fail 2 "${BK[@]}" --disk "vda=$URI" --retries 1 --retries 2
 
-step "a server whose reads always fail: gave up after 2 retries [4]"
+step "a server whose reads always fail: --retries 0 [4]; gave up after 2 retries [4]"
 start_nbdkit broken --filter=error file "$IMG" error-pread-rate=100% error=EIO
+expect_fail 4 "${BK[@]}" --disk "vda=$(nbd_uri broken)" --retries 0
+expect_err "Input/output error"
+if grep -q "retry" "$LAST_ERR"; then fail "--retries 0 retried"; fi
 expect_fail 4 "${BK[@]}" --disk "vda=$(nbd_uri broken)" --retries 2 --json
 expect_json_error 4
 expect_err "gave up after 2 retries" "Input/output error"
