@@ -420,10 +420,31 @@ reader_error_transient (void)
   }
 }
 
+/* ESHUTDOWN: the server answered that it is going away (nbdkit on
+ * SIGTERM does so for every request until the client leaves): the
+ * connection is up but useless, only a new one (to its successor) helps. */
 bool
 reader_is_dead (struct reader_conn *c)
 {
-  return !nbd_aio_is_ready (c->nbd);
+  return !nbd_aio_is_ready (c->nbd) || pb_get_errno () == ESHUTDOWN;
+}
+
+/* Let go of the old connection before making the new one: a server that
+ * serves one client at a time (qemu-nbd's default) would queue the new
+ * connection behind it.  C keeps an unconnected handle meanwhile, which
+ * reader_is_dead reports as dead, so a failed reconnection is tried again
+ * from scratch.  (Without memory for a handle the old one stays.) */
+static void
+retire_handle (struct reader_conn *c)
+{
+  struct nbd_handle *fresh = nbd_create ();
+
+  if (fresh == NULL)
+    return;
+  if (nbd_aio_is_ready (c->nbd))
+    nbd_shutdown (c->nbd, 0);
+  nbd_close (c->nbd);
+  c->nbd = fresh;
 }
 
 /* The new connection must describe the same export: a size or a set of
@@ -452,6 +473,7 @@ reader_reconnect (struct reader_conn *c)
     set_error (PB_E_NBD, 0, "%s: only exports can be reconnected", c->name);
     return -1;
   }
+  retire_handle (c);
   n = reader_connect_tls (c->uri, bitmap, c->tls);
   if (n == NULL || same_export (c, n) == -1) {
     reader_close (n);

@@ -49,11 +49,13 @@ void reader_close (struct reader_conn *c);  /* accepts NULL */
  * reader_error_transient: the error just recorded (class PB_E_NBD) is one
  * a later attempt may not meet: a failed request (EIO...) or a lost
  * connection; not an invalid reply or a refused request.
- * reader_is_dead: the handle can take no more requests.
- * reader_reconnect: connect again to the same URI with the same bitmap and
- * TLS settings (which must still be valid), check that it is the same
- * export (size, base:allocation; PB_E_NBD with errno 0 otherwise) and put
- * the new handle into C, so plans using C go on.  Exports only. */
+ * reader_is_dead: the handle can take no more requests, or the error just
+ * recorded says the server is shutting down (ESHUTDOWN).
+ * reader_reconnect: close the old connection, connect again to the same
+ * URI with the same bitmap and TLS settings (which must still be valid),
+ * check that it is the same export (size, base:allocation; PB_E_NBD with
+ * errno 0 otherwise) and put the new handle into C, so plans using C go
+ * on.  Exports only. */
 bool reader_error_transient (void);
 bool reader_is_dead (struct reader_conn *c);
 int reader_reconnect (struct reader_conn *c);
