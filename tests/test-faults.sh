@@ -24,8 +24,10 @@
 #    retry, "retries" in the JSON) and restores bit-exact; a server that
 #    always fails [4] "gave up after N retries", with N warnings;
 #  - a server that sends short reads (nbdkit sh plugin) [4];
-#  - the NBD server killed in the middle of a backup and started again on
-#    the same socket: the backup reconnects and succeeds, bit-exact;
+#  - the NBD server killed (SIGKILL: the connection drops) or stopped
+#    (SIGTERM: nbdkit answers ESHUTDOWN first) in the middle of a backup and
+#    started again on the same socket: the backup reconnects and succeeds,
+#    bit-exact;
 #    killed and not restarted: [4] (test-bad-input.sh covers the rest).
 # Every mount is made inside $T and undone at exit.
 source "$(dirname "$0")/functions.sh"
@@ -228,27 +230,32 @@ expect_fail 4 "${BK[@]}" --disk "vda=$(nbd_uri short)" --retries 1
 stop_server short
 intact
 
-step "server killed mid-backup and restarted on the same socket: reconnected"
-start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
-"${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 5 --json >"$T/kill.json" 2>"$T/kill.err" &
-BPID=$!
-track_pid "$BPID"
-sleep 0.7
-pid_alive "$BPID" || fail "slow backup ended within 0.7 s: $(cat "$T/kill.err")"
-kill -KILL "$(server_pid kill)"
-stop_server kill
-sleep 0.2
-start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
-RC=0
-wait "$BPID" || RC=$?
-[ "$RC" = 0 ] || fail "backup across a server restart: exit $RC: $(cat "$T/kill.err")"
-note "$(grep -c warning "$T/kill.err") warnings, first: $(head -n 1 "$T/kill.err")"
-[ "$(json_get "$T/kill.json" '.disks[0].retries')" -gt 0 ] || fail "no retry reported"
-PK=$(json_get "$T/kill.json" .point)
-POINTS="$POINTS $PK"
-check_restore "$REPO" "$PK" vm1 vda "$IMG"
+# SIGKILL: the connection drops.  SIGTERM: nbdkit first answers every
+# request with ESHUTDOWN while the connection stays up.
+for sig in KILL TERM; do
+  step "server stopped by SIG$sig mid-backup, restarted on the same socket: reconnected"
+  start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
+  "${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 5 --json >"$T/kill.json" 2>"$T/kill.err" &
+  BPID=$!
+  track_pid "$BPID"
+  sleep 0.7
+  pid_alive "$BPID" || fail "slow backup ended within 0.7 s: $(cat "$T/kill.err")"
+  kill -$sig "$(server_pid kill)"
+  stop_server kill
+  start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
+  RC=0
+  wait "$BPID" || RC=$?
+  [ "$RC" = 0 ] || fail "backup across a server restart (SIG$sig): exit $RC: $(cat "$T/kill.err")"
+  note "$(grep -c warning "$T/kill.err") warnings, first: $(head -n 1 "$T/kill.err")"
+  [ "$(json_get "$T/kill.json" '.disks[0].retries')" -gt 0 ] || fail "no retry reported"
+  PK=$(json_get "$T/kill.json" .point)
+  POINTS="$POINTS $PK"
+  check_restore "$REPO" "$PK" vm1 vda "$IMG"
+  stop_server kill
+done
 
 step "killed and not restarted: exit 4 after the retries, no point"
+start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
 "${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 2 >"$T/dead.out" 2>"$T/dead.err" &
 BPID=$!
 track_pid "$BPID"
