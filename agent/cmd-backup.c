@@ -9,6 +9,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,61 @@ struct backup_args {
   struct pair_list bitmaps;   /* DISK=BITMAP */
   const char *tls_mode;       /* --tls off|require */
   struct pullback_tls tls;
+  const char *retries_arg;    /* --retries N, as given */
+  unsigned retries;
 };
+
+/* Transient NBD failures are retried this often unless --retries says
+ * otherwise: enough to ride out a server restart, few enough that a dead
+ * server is reported within about a minute (1 + 2 + 4 s of waiting). */
+#define DEFAULT_RETRIES 3
+#define MAX_RETRIES 100
+
+static int
+retries_option (struct backup_args *a, const char *arg)
+{
+  char *end;
+  unsigned long v;
+
+  if (option_once (&a->retries_arg, "--retries", arg) == -1)
+    return -1;
+  errno = 0;
+  v = strtoul (arg, &end, 10);
+  if (errno || *end || arg[0] < '0' || arg[0] > '9' || v > MAX_RETRIES) {
+    set_error (PB_E_USAGE, 0, "--retries: '%s' is not a whole number from "
+               "0 to %d", arg, MAX_RETRIES);
+    return -1;
+  }
+  a->retries = v;
+  return 0;
+}
+
+/* The first wait between attempts, in ms: $PULLBACK_RETRY_DELAY_MS (for
+ * tests and impatient callers), else the library's default. */
+static unsigned
+retry_delay_ms (void)
+{
+  const char *env = getenv ("PULLBACK_RETRY_DELAY_MS");
+  char *end;
+  unsigned long v;
+
+  if (env == NULL || *env < '0' || *env > '9')
+    return 0;
+  errno = 0;
+  v = strtoul (env, &end, 10);
+  return errno || *end || v == 0 || v > 60000 ? 0 : (unsigned) v;
+}
+
+/* Each retry is worth a line in the journal: a flaky server or network
+ * should be noticed before it fails a backup. */
+static void
+on_retry (void *opaque, const char *disk, unsigned attempt, unsigned max,
+          unsigned delay_ms, const char *error)
+{
+  (void) opaque;
+  warning ("disk '%s': %s; retry %u of %u in %.2f s", disk, error, attempt,
+           max, delay_ms / 1000.0);
+}
 
 static int
 tls_mode (struct backup_args *a, const char *arg)
@@ -65,6 +120,7 @@ backup_option (void *ctx, int opt, const char *arg)
   case OPT_TLS_PSK: return option_once (&a->tls.psk_file, "--tls-psk", arg);
   case OPT_TLS_USERNAME:
     return option_once (&a->tls.username, "--tls-username", arg);
+  case OPT_RETRIES: return retries_option (a, arg);
   }
   return unhandled_option (opt);
 }
@@ -146,6 +202,7 @@ json_backup_disk (const struct pullback_disk_result *d)
   json_set_u64 (o, "chunks_zero", d->chunks_zero);
   json_set_u64 (o, "chunks_kept", d->chunks_kept);
   json_set_u64 (o, "chunks_new", d->chunks_new);
+  json_set_u64 (o, "retries", d->retries);
   json_object_object_add (o, "digest", json_hex (d->digest, sizeof d->digest));
   return o;
 }
@@ -185,6 +242,9 @@ print_backup_disk (const struct pullback_disk_result *d)
           human_size (d->bytes_read, false, read),
           human_size (d->bytes_new, false, added), d->chunks_total,
           d->chunks_read, d->chunks_zero, d->chunks_kept, d->chunks_new, hex);
+  if (d->retries > 0)
+    printf ("    %" PRIu64 " transient NBD %s retried\n", d->retries,
+            plural (d->retries, "failure", "failures"));
 }
 
 static void
@@ -218,6 +278,9 @@ take_backup (const struct cli *c, const struct backup_args *a,
     .fallback_full = a->fallback_full,
     .progress = progress_update, .progress_opaque = &p,
     .tls = &a->tls,
+    .retries = a->retries_arg ? a->retries : DEFAULT_RETRIES,
+    .retry_delay_ms = retry_delay_ms (),
+    .on_retry = on_retry,
   };
   int ret;
 
@@ -278,6 +341,7 @@ static const struct option backup_options[] = {
   { "tls-certs", required_argument, NULL, OPT_TLS_CERTS },
   { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
   { "tls-username", required_argument, NULL, OPT_TLS_USERNAME },
+  { "retries", required_argument, NULL, OPT_RETRIES },
   OPTION_END
 };
 
@@ -289,7 +353,7 @@ const struct command cmd_backup = {
   "                [--checkpoint NEW] [--since OLD --bitmap DISK=BITMAP...]\n"
   "                [--fallback-full] [--tls off|require]\n"
   "                [--tls-certs DIR | --tls-psk FILE [--tls-username U]]\n"
-  "                [--key-file FILE] [--json] [--quiet]",
+  "                [--retries N] [--key-file FILE] [--json] [--quiet]",
   .help =
   "Read every disk of VM NAME from its NBD export and record one point in\n"
   "the repository.  Without --since the backup is full; with --since it is\n"
@@ -314,6 +378,9 @@ const struct command cmd_backup = {
   "                        client-key.pem); the server's certificate is checked\n"
   "  --tls-psk FILE        pre-shared keys, lines 'username:hexkey'\n"
   "  --tls-username U      the PSK user (default: the login name)\n"
+  "  --retries N           retry a transient NBD failure (a failed read, a\n"
+  "                        dropped connection: reconnect) up to N times per\n"
+  "                        request, waiting 1, 2, 4... s; 0: never (default 3)\n"
   "  --json                print the result as one JSON object\n"
   "  --quiet               no progress line, no text on success\n"
   "  --help                show this help\n"

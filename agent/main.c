@@ -63,6 +63,10 @@ install_signals (void)
    * with a message, not a silent death. */
   sa.sa_handler = SIG_IGN;
   sigaction (SIGPIPE, &sa, NULL);
+  /* A write beyond the file-size limit (RLIMIT_FSIZE, ulimit -f) would
+   * kill us silently with SIGXFSZ; ignored, it fails with EFBIG and is
+   * reported like a full disk (exit 14), recording nothing. */
+  sigaction (SIGXFSZ, &sa, NULL);
 }
 
 /* --json anywhere on the command line, so that even a bad command line

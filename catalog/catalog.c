@@ -3,8 +3,8 @@
  * helpers the rest of catalog/ uses (schema.h).
  *
  * Every SQLite failure goes through cat_error(), which maps the result code
- * to a pullback error class (busy -> PB_E_BUSY, I/O, full disk, permission
- * -> PB_E_IO, damage -> PB_E_CORRUPT) and prefixes what we were doing, so
+ * to a pullback error class (busy -> PB_E_BUSY, full disk -> PB_E_NOSPACE,
+ * I/O, permission, read-only -> PB_E_IO, damage -> PB_E_CORRUPT) and prefixes what we were doing, so
  * the agent can print one meaningful line and pick the right exit code.
  *
  * Statements: one-off ones live in CLEANUP_FINALIZE locals; the few run
@@ -32,6 +32,8 @@
 #include "catalog.h"
 #include "schema.h"
 
+static int busy_timeout_ms (void);
+
 /* ---- SQLite helpers (declared in schema.h) ---- */
 
 int
@@ -40,7 +42,9 @@ cat_errclass (int rc)
   switch (rc & 0xff) {
   case SQLITE_BUSY: case SQLITE_LOCKED:
     return PB_E_BUSY;
-  case SQLITE_IOERR: case SQLITE_FULL: case SQLITE_READONLY:
+  case SQLITE_FULL:
+    return PB_E_NOSPACE;
+  case SQLITE_IOERR: case SQLITE_READONLY:
   case SQLITE_CANTOPEN: case SQLITE_PERM:
     return PB_E_IO;
   case SQLITE_CORRUPT: case SQLITE_NOTADB:
@@ -67,7 +71,13 @@ cat_error (struct catalog *c, int rc, const char *fmt, ...)
     msg = sqlite3_errmsg (c->db);
   if (cat_errclass (rc) == PB_E_IO && c && c->db)
     errnum = sqlite3_system_errno (c->db);
-  set_error (cat_errclass (rc), errnum, "catalog: %s: %s", what, msg);
+  /* "database is locked" alone does not say who or for how long. */
+  if (cat_errclass (rc) == PB_E_BUSY)
+    set_error (PB_E_BUSY, 0, "catalog: %s: %s (another process holds the "
+               "catalog's write lock; waited %d ms)", what, msg,
+               busy_timeout_ms ());
+  else
+    set_error (cat_errclass (rc), errnum, "catalog: %s: %s", what, msg);
   return -1;
 }
 
@@ -307,6 +317,21 @@ catalog_create (const char *path)
   return c;
 }
 
+/* SQLite reports a catalog on a read-only file system as "unable to open
+ * database file" with whatever errno its last attempt got (the WAL's
+ * shared-memory file cannot be created): say what is wrong instead. */
+static void
+read_only_error (const char *path)
+{
+  CLEANUP_FREE char *copy = NULL;
+
+  if (pb_get_errclass () != PB_E_IO || (copy = strdup (path)) == NULL)
+    return;
+  if (access (dirname (copy), W_OK) == -1 && errno == EROFS)
+    set_error (PB_E_IO, EROFS, "catalog %s: the repository is read-only "
+               "(the catalog needs to write beside it)", path);
+}
+
 struct catalog *
 catalog_open (const char *path)
 {
@@ -331,6 +356,7 @@ catalog_open (const char *path)
   if (c == NULL || schema_check (c) == -1 || schema_pragmas (c) == -1 ||
       schema_upgrade (c) == -1) {
     catalog_close (c);
+    read_only_error (path);
     return NULL;
   }
   return c;

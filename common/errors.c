@@ -11,6 +11,24 @@
 
 #include "errors.h"
 
+/* A full disk, a quota or a file-size limit is its own class whatever the
+ * caller classed the failed write as (a store object, the catalog, a
+ * restore target): the administrator's remedy is different (free space,
+ * not repair), and scripts must be able to tell (docs/CLI.md, exit 14).
+ * Not for the NBD class: the server's errno says nothing about our disks. */
+static int
+space_class (int errclass, int errnum)
+{
+  if (errnum != ENOSPC && errnum != EDQUOT && errnum != EFBIG)
+    return errclass;
+  switch (errclass) {
+  case PB_E_OK: case PB_E_FAIL: case PB_E_REPO: case PB_E_TARGET:
+  case PB_E_IO:
+    return PB_E_NOSPACE;
+  default:
+    return errclass;
+  }
+}
 
 static __thread char msg[PB_ERROR_MSG_MAX];
 static __thread int err_num;
@@ -30,6 +48,7 @@ pb_set_error (int errclass, int errnum, const char *fmt, ...)
     snprintf (msg + n, sizeof msg - n, ": %s", strerror (errnum));
   }
   err_num = errnum;
+  errclass = space_class (errclass, errnum);
   err_class = errclass == PB_E_OK ? PB_E_FAIL : errclass;
 }
 

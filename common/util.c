@@ -210,6 +210,34 @@ mkdir_p (const char *path, mode_t mode)
   return 0;
 }
 
+/* mkdir_p's loop is the same; BELOW (at most strlen (PATH)) bytes of PATH
+ * are taken as existing and never made. */
+int
+mkdir_below (const char *path, size_t below, mode_t mode)
+{
+  CLEANUP_FREE char *copy = strdup (path);
+  char *p;
+
+  if (copy == NULL) {
+    set_error (PB_E_FAIL, errno, "strdup");
+    return -1;
+  }
+  for (p = copy + below + 1; p <= copy + strlen (path); p++) {
+    if (*p != '/' && *p != '\0')
+      continue;
+    char saved = *p;
+    *p = '\0';
+    if (mkdir (copy, mode) == -1 && errno != EEXIST) {
+      set_error (PB_E_IO, errno, "mkdir %s", copy);
+      return -1;
+    }
+    *p = saved;
+    if (saved == '\0')
+      break;
+  }
+  return 0;
+}
+
 int64_t
 now_epoch (void)
 {

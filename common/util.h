@@ -57,6 +57,10 @@ int fsync_dir (const char *path);
 
 /* mkdir -p.  Returns 0 or -1 with an error recorded. */
 int mkdir_p (const char *path, mode_t mode);
+/* The same for the components of PATH after its first BELOW bytes only:
+ * what lies above must exist (ENOENT otherwise), so a directory that was
+ * removed or renamed is never silently made again. */
+int mkdir_below (const char *path, size_t below, mode_t mode);
 
 /* Wall clock in seconds since the epoch, and a monotonic clock in seconds
  * (for rates). */

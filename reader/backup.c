@@ -18,6 +18,11 @@
  *     used by --since.  A failed backup drops its lease; what it wrote is
  *     garbage for gc (a killed one leaves a stale lease, which the next
  *     backup of the VM or gc recognises by its dead process).
+ * A transient NBD failure in step 2 (a read or block status request that
+ * fails with EIO, a connection that drops) is retried in place, up to
+ * opts->retries times per request, reconnecting when the handle is dead:
+ * the plan can be asked again after a failure and a chunk read again, so
+ * nothing half-done is kept (see recover()).
  */
 #include <config.h>
 
@@ -26,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -176,12 +182,17 @@ connect_all (struct backup *b)
 
 /* ---- Per-disk work ---- */
 
+/* Longest wait between two attempts. */
+#define RETRY_DELAY_MAX_MS 30000u
+#define RETRY_DELAY_DEFAULT_MS 1000u
+
 struct disk_walk {
   struct backup *b;
   struct reader_plan *plan;
   struct maptree_reader *ptree;         /* parent's map, incremental only */
   struct maptree_writer *w;
   struct pullback_disk_result *dr;
+  size_t disk;                          /* index in opts->disks */
   uint64_t size;
 };
 
@@ -193,6 +204,62 @@ chunk_len (struct disk_walk *dw, uint64_t i)
   return MIN (cs, dw->size - i * cs);
 }
 
+/* Wait before attempt ATTEMPT (1, 2, ...): the first delay doubled each
+ * time, capped.  A signal cuts the wait short (no SA_RESTART) and the
+ * interruption is then noticed by check_interrupt. */
+static unsigned
+retry_delay (const struct pullback_backup_opts *o, unsigned attempt)
+{
+  uint64_t ms = o->retry_delay_ms ? o->retry_delay_ms : RETRY_DELAY_DEFAULT_MS;
+
+  while (--attempt > 0 && ms < RETRY_DELAY_MAX_MS)
+    ms *= 2;
+  return MIN (ms, RETRY_DELAY_MAX_MS);
+}
+
+static void
+sleep_ms (unsigned ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000,
+                         .tv_nsec = (long) (ms % 1000) * 1000000 };
+
+  nanosleep (&ts, NULL);
+}
+
+/* After a failed NBD request of disk DW: 0 if it is worth trying again
+ * (waited, reconnected if the connection died), -1 to give up with the
+ * error recorded.  *ATTEMPT counts the retries of this one request; a
+ * failed reconnection counts as one too.  Only errors reader_error_
+ * transient() accepts are retried: an invalid reply would come again. */
+static int
+recover (struct disk_walk *dw, unsigned *attempt)
+{
+  const struct pullback_backup_opts *o = dw->b->o;
+  struct reader_conn *c = dw->b->conns[dw->disk];
+  unsigned delay;
+
+  for (;;) {
+    if (!reader_error_transient ())
+      return -1;
+    if (*attempt >= o->retries) {
+      if (o->retries > 0)
+        pb_prefix_error ("gave up after %u %s", o->retries,
+                         o->retries == 1 ? "retry" : "retries");
+      return -1;
+    }
+    delay = retry_delay (o, ++*attempt);
+    dw->dr->retries++;
+    if (o->on_retry)
+      o->on_retry (o->retry_opaque, dw->dr->name, *attempt, o->retries,
+                   delay, pb_get_error ());
+    sleep_ms (delay);
+    if (check_interrupt () == -1)
+      return -1;
+    if (!reader_is_dead (c) || reader_reconnect (c) == 0)
+      return 0;
+  }
+}
+
 /* Read chunk I; a chunk that reads as zero is recorded as zero, not data. */
 static int
 read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
@@ -200,10 +267,12 @@ read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
   struct store *s = dw->b->r->store;
   size_t len = chunk_len (dw, i);
   uint64_t nread = 0, stored = 0;
+  unsigned attempt = 0;
   int r;
 
-  if (reader_read_chunk (dw->plan, i, dw->b->buf, len, &nread) == -1)
-    return -1;
+  while (reader_read_chunk (dw->plan, i, dw->b->buf, len, &nread) == -1)
+    if (recover (dw, &attempt) == -1)
+      return -1;
   /* A chunk read and found to be zero counts as zero, not as read: the
    * counters partition the chunks (read + zero + kept = total). */
   dw->dr->bytes_read += nread;
@@ -270,11 +339,19 @@ static int
 walk_plan (struct disk_walk *dw)
 {
   struct reader_run run;
+  unsigned attempt = 0;
   int r;
 
-  while ((r = reader_plan_next (dw->plan, &run)) == 1)
+  for (;;) {
+    r = reader_plan_next (dw->plan, &run);
+    if (r == -1 && recover (dw, &attempt) == 0)
+      continue;   /* the plan is unchanged by a failure: ask again */
+    if (r != 1)
+      break;
+    attempt = 0;
     if (walk_run (dw, &run) == -1)
       return -1;
+  }
   if (r == -1)
     pb_prefix_error ("disk '%s'", dw->dr->name);
   return r;
@@ -318,7 +395,7 @@ backup_disk (struct backup *b, size_t i)
   const struct pullback_disk_spec *d = &b->o->disks[i];
   const struct catalog_disk *pd = parent_disk (b, d->name);
   uint32_t cs = pullback_repo_chunk_size (b->r);
-  struct disk_walk dw = { .b = b, .dr = &b->res->disks[i] };
+  struct disk_walk dw = { .b = b, .dr = &b->res->disks[i], .disk = i };
   int r = -1;
 
   dw.size = reader_size (b->conns[i]);

@@ -52,6 +52,8 @@
 
 struct reader_conn {
   struct nbd_handle *nbd;
+  char *uri;           /* exports only, for reader_reconnect; else NULL */
+  const struct pullback_tls *tls;   /* the caller's, for reader_reconnect */
   char *name;          /* "export 'URI'" or "image 'PATH'" */
   char *bitmap_ctx;    /* "qemu:dirty-bitmap:NAME", or NULL */
   char *offered;       /* contexts the export listed, ", "-separated */
@@ -114,6 +116,7 @@ reader_close (struct reader_conn *c)
       nbd_shutdown (c->nbd, 0);
     nbd_close (c->nbd);
   }
+  free (c->uri);
   free (c->name);
   free (c->bitmap_ctx);
   free (c->offered);
@@ -386,11 +389,103 @@ reader_connect_tls (const char *uri, const char *bitmap,
   if (wait_connected (c, nbd_aio_connect_uri (c->nbd, uri)) == -1
       || negotiate (c) == -1 || query_export (c) == -1)
     goto fail;
+  c->tls = tls;
+  if ((c->uri = strdup (uri)) == NULL) {
+    set_error (PB_E_FAIL, errno, "out of memory");
+    goto fail;
+  }
   return c;
 
  fail:
   reader_close (c);
   return NULL;
+}
+
+/* Errors a retry may cure: the server failed a request (EIO, ENOMEM, a
+ * timeout) or the connection went away (or is not back yet).  Our own
+ * findings (an invalid reply, errno 0) and refusals of what we asked
+ * (EINVAL, ERANGE...) would fail again the same way. */
+bool
+reader_error_transient (void)
+{
+  if (pb_get_errclass () != PB_E_NBD)
+    return false;
+  switch (pb_get_errno ()) {
+  case EIO: case ENOMEM: case EAGAIN: case ETIMEDOUT: case ENOTCONN:
+  case ESHUTDOWN: case EPIPE: case ECONNRESET: case ECONNREFUSED:
+  case ECONNABORTED: case ENOENT: case EINTR:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* ESHUTDOWN: the server answered that it is going away (nbdkit on
+ * SIGTERM does so for every request until the client leaves): the
+ * connection is up but useless, only a new one (to its successor) helps. */
+bool
+reader_is_dead (struct reader_conn *c)
+{
+  return !nbd_aio_is_ready (c->nbd) || pb_get_errno () == ESHUTDOWN;
+}
+
+/* Let go of the old connection before making the new one: a server that
+ * serves one client at a time (qemu-nbd's default) would queue the new
+ * connection behind it.  C keeps an unconnected handle meanwhile, which
+ * reader_is_dead reports as dead, so a failed reconnection is tried again
+ * from scratch.  (Without memory for a handle the old one stays.) */
+static void
+retire_handle (struct reader_conn *c)
+{
+  struct nbd_handle *fresh = nbd_create ();
+
+  if (fresh == NULL)
+    return;
+  if (nbd_aio_is_ready (c->nbd))
+    nbd_shutdown (c->nbd, 0);
+  nbd_close (c->nbd);
+  c->nbd = fresh;
+}
+
+/* The new connection must describe the same export: a size or a set of
+ * contexts that changed means another export (or another backup job), and
+ * mixing its data with what was read so far would make a wrong point. */
+static int
+same_export (struct reader_conn *c, struct reader_conn *n)
+{
+  if (n->size == c->size && n->has_alloc == c->has_alloc)
+    return 0;
+  set_error (PB_E_NBD, 0, "%s is not the same export after reconnecting "
+             "(size %" PRIu64 ", was %" PRIu64 "%s)", c->name, n->size,
+             c->size, n->has_alloc != c->has_alloc
+             ? "; base:allocation changed" : "");
+  return -1;
+}
+
+int
+reader_reconnect (struct reader_conn *c)
+{
+  const char *bitmap = c->bitmap_ctx ? c->bitmap_ctx + strlen (BITMAP_PREFIX)
+                                     : NULL;
+  struct reader_conn *n;
+
+  if (c->uri == NULL) {
+    set_error (PB_E_NBD, 0, "%s: only exports can be reconnected", c->name);
+    return -1;
+  }
+  retire_handle (c);
+  n = reader_connect_tls (c->uri, bitmap, c->tls);
+  if (n == NULL || same_export (c, n) == -1) {
+    reader_close (n);
+    return -1;
+  }
+  /* Swap the handles: plans hold C, which stays valid. */
+  nbd_close (c->nbd);
+  c->nbd = n->nbd;
+  c->max_request = n->max_request;
+  n->nbd = NULL;
+  reader_close (n);
+  return 0;
 }
 
 int

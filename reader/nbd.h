@@ -30,7 +30,8 @@ struct reader_conn *reader_connect (const char *uri, const char *bitmap);
 /* The same with TLS settings (TLS may be NULL).  Bad settings (missing
  * certificate directory or PSK file, both given, OFF or REQUIRE against
  * the URI's scheme) are PB_E_USAGE before anything is sent; a server that
- * does not offer TLS when it is required, or a failed handshake, PB_E_NBD. */
+ * does not offer TLS when it is required, or a failed handshake, PB_E_NBD.
+ * TLS is kept by reference (reader_reconnect uses it): it must outlive C. */
 struct pullback_tls;
 struct reader_conn *reader_connect_tls (const char *uri, const char *bitmap,
                                         const struct pullback_tls *tls);
@@ -43,6 +44,21 @@ struct reader_conn *reader_open_image (const char *path, const char *format,
                                        bool writable);
 
 void reader_close (struct reader_conn *c);  /* accepts NULL */
+
+/* ---- Recovering from transient failures (backup --retries) ----
+ * reader_error_transient: the error just recorded (class PB_E_NBD) is one
+ * a later attempt may not meet: a failed request (EIO...) or a lost
+ * connection; not an invalid reply or a refused request.
+ * reader_is_dead: the handle can take no more requests, or the error just
+ * recorded says the server is shutting down (ESHUTDOWN).
+ * reader_reconnect: close the old connection, connect again to the same
+ * URI with the same bitmap and TLS settings (which must still be valid),
+ * check that it is the same export (size, base:allocation; PB_E_NBD with
+ * errno 0 otherwise) and put the new handle into C, so plans using C go
+ * on.  Exports only. */
+bool reader_error_transient (void);
+bool reader_is_dead (struct reader_conn *c);
+int reader_reconnect (struct reader_conn *c);
 
 /* 0 if no process holds a lock on PATH (QEMU takes OFD byte-range locks on
  * the images it has open); -1 with PB_E_TARGET naming the file if one

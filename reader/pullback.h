@@ -71,6 +71,12 @@ struct pullback_tls {
   const char *username;       /* --tls-username, or NULL (PSK user) */
 };
 
+/* A transient NBD failure is about to be retried: attempt ATTEMPT of MAX
+ * for disk DISK, after DELAY_MS; ERROR is the failure's message. */
+typedef void (*pullback_retry_fn) (void *opaque, const char *disk,
+                                   unsigned attempt, unsigned max,
+                                   unsigned delay_ms, const char *error);
+
 struct pullback_backup_opts {
   const char *vm;
   const struct pullback_disk_spec *disks;
@@ -81,6 +87,16 @@ struct pullback_backup_opts {
   pullback_progress_fn progress;
   void *progress_opaque;
   const struct pullback_tls *tls;   /* NULL: libnbd's defaults */
+  /* Transient NBD failures while reading (a request failing with EIO, a
+   * dropped connection): each failing request is tried again up to
+   * RETRIES times, reconnecting first if the connection died, after
+   * RETRY_DELAY_MS (0: 1000), doubled at each attempt up to 30 s.  A
+   * reconnection must find the same export (size).  0 retries: fail at
+   * once. */
+  unsigned retries;
+  unsigned retry_delay_ms;
+  pullback_retry_fn on_retry;       /* NULL: retry silently */
+  void *retry_opaque;
 };
 
 struct pullback_disk_result {
@@ -89,6 +105,7 @@ struct pullback_disk_result {
   uint64_t bytes_read;        /* payload bytes fetched over NBD */
   uint64_t bytes_new;         /* bytes added to the store (after compression) */
   uint64_t chunks_total, chunks_read, chunks_zero, chunks_kept, chunks_new;
+  uint64_t retries;           /* transient NBD failures retried */
   uint8_t digest[PULLBACK_DIGEST_LEN];
 };
 
@@ -108,8 +125,9 @@ struct pullback_backup_result {
 /* Take one point of the whole VM.  Validates everything (checkpoint known,
  * a bitmap for every disk of an incremental, each bitmap exported) before
  * writing anything.  On failure no point is recorded.
- * Errors: PB_E_USAGE (bad options), PB_E_CHECKPOINT, PB_E_BITMAP, PB_E_NBD,
- * PB_E_IO, PB_E_BUSY, PB_E_INTERRUPTED. */
+ * Errors: PB_E_USAGE (bad options), PB_E_CHECKPOINT, PB_E_BITMAP, PB_E_NBD
+ * (after the retries), PB_E_IO, PB_E_NOSPACE (ENOSPC, EDQUOT, EFBIG),
+ * PB_E_REPO (the repository vanished), PB_E_BUSY, PB_E_INTERRUPTED. */
 int pullback_backup (struct pullback_repo *r,
                      const struct pullback_backup_opts *opts,
                      struct pullback_backup_result **result);

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "dirsync.h"
@@ -106,8 +107,15 @@ dirsync_mkdir (struct dirsync *ds, const char *dir, size_t rootlen,
     return -1;
   }
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&ds->lock);
-  if (mkdir_p (dir, mode) == -1)
+  /* Never the root itself: a store whose directory was removed or renamed
+   * while in use must fail, not grow a phantom copy at the old path. */
+  if (mkdir_below (dir, rootlen, mode) == -1) {
+    p[rootlen] = '\0';
+    if (pb_get_errno () == ENOENT && access (p, F_OK) == -1)
+      set_error (PB_E_REPO, 0, "store %s has vanished (the repository was "
+                 "removed or renamed while in use)", p);
     return -1;
+  }
   /* Cut P one component at a time: each parent down to the root. */
   while ((slash = strrchr (p, '/')) != NULL && (size_t) (slash - p) >= rootlen) {
     *slash = '\0';

@@ -29,9 +29,10 @@ void dirsync_destroy (struct dirsync *ds);
 /* Record the directory PATH[0..LEN).  0, or -1 (out of memory). */
 int dirsync_add (struct dirsync *ds, const char *path, size_t len);
 
-/* mkdir -p DIR (mode MODE) and record the parent of every directory from
- * DIR up to the one whose path is ROOTLEN bytes long (the root), since a
- * new directory is an entry in its parent. */
+/* mkdir -p DIR (mode MODE) below the root, the directory whose path is
+ * DIR's first ROOTLEN bytes, and record the parent of every directory
+ * from DIR up to the root, since a new directory is an entry in its
+ * parent.  The root is never made: if it has gone, PB_E_REPO. */
 int dirsync_mkdir (struct dirsync *ds, const char *dir, size_t rootlen,
                    mode_t mode);
 

@@ -54,6 +54,17 @@ errclass (int e)
   return e == ENOMEM ? PB_E_FAIL : PB_E_IO;
 }
 
+/* A write that finds no directory where the store's was: if the root
+ * itself has gone (the repository removed or renamed while in use), say
+ * so, as dirsync_mkdir does (PB_E_REPO), rather than "No such file". */
+static void
+check_vanished (struct objdir *od)
+{
+  if (pb_get_errno () == ENOENT && access (od->root, F_OK) == -1)
+    set_error (PB_E_REPO, 0, "store %s has vanished (the repository was "
+               "removed or renamed while in use)", od->root);
+}
+
 static bool
 key_char (char c)
 {
@@ -159,8 +170,10 @@ open_temp (struct objdir *od, const char *path, const char *key, char **tmp)
     strcpy (*tmp + strlen (*tmp) - 6, "XXXXXX");
     fd = mkostemp (*tmp, O_CLOEXEC);
   }
-  if (fd == -1)
+  if (fd == -1) {
     set_error (errclass (errno), errno, "store: write %s", key);
+    check_vanished (od);
+  }
   return fd;
 }
 
@@ -194,6 +207,7 @@ dir_put (struct objstore *os, const char *key, const void *buf, size_t len)
   fd = -1;
   if (rename (tmp, path) == -1) {
     set_error (errclass (errno), errno, "store: rename %s", key);
+    check_vanished (od);
     goto err;
   }
   return dirsync_add (&od->dirs, path, dir_len (path));
@@ -519,7 +533,10 @@ dir_sweep (struct objstore *os, int64_t before, uint64_t *removed)
 static int
 dir_sync (struct objstore *os)
 {
-  return dirsync_sync (&((struct objdir *) os)->dirs);
+  if (dirsync_sync (&((struct objdir *) os)->dirs) == 0)
+    return 0;
+  check_vanished ((struct objdir *) os);
+  return -1;
 }
 
 static void

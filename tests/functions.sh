@@ -36,6 +36,9 @@ TESTS_SRCDIR=$abs_top_srcdir/tests
 QMP_PY=$TESTS_SRCDIR/qmp.py
 PULLBACK_BIN=$abs_top_builddir/pullback
 K=1024 M=$((1024 * 1024)) G=$((1024 * 1024 * 1024))
+# backup --retries waits 1, 2, 4 s by default before giving up on a server
+# a test killed on purpose; a tenth of that keeps such tests quick.
+export PULLBACK_RETRY_DELAY_MS=${PULLBACK_RETRY_DELAY_MS:-100}
 
 test_name=$(basename "$0" .sh)
 T=$abs_top_builddir/tests/$test_name.tmp

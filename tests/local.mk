@@ -8,6 +8,7 @@ TESTS += \
 	tests/test-dedup.sh \
 	tests/test-resize.sh \
 	tests/test-bad-input.sh \
+	tests/test-faults.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
@@ -30,6 +31,7 @@ EXTRA_DIST += \
 	tests/test-dedup.sh \
 	tests/test-resize.sh \
 	tests/test-bad-input.sh \
+	tests/test-faults.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
