@@ -203,6 +203,8 @@ json_backup_disk (const struct pullback_disk_result *d)
   json_set_u64 (o, "chunks_kept", d->chunks_kept);
   json_set_u64 (o, "chunks_new", d->chunks_new);
   json_set_u64 (o, "retries", d->retries);
+  json_set_u64 (o, "chunks_repaired", d->chunks_repaired);
+  json_set_u64 (o, "bitmap_mismatches", d->bitmap_mismatches);
   json_object_object_add (o, "digest", json_hex (d->digest, sizeof d->digest));
   return o;
 }
@@ -245,6 +247,10 @@ print_backup_disk (const struct pullback_disk_result *d)
   if (d->retries > 0)
     printf ("    %" PRIu64 " transient NBD %s retried\n", d->retries,
             plural (d->retries, "failure", "failures"));
+  if (d->chunks_repaired > 0)
+    printf ("    %" PRIu64 " unchanged %s missing from the store read again "
+            "(the store is repaired)\n", d->chunks_repaired,
+            plural (d->chunks_repaired, "chunk", "chunks"));
 }
 
 static void
@@ -307,6 +313,13 @@ backup_command (const struct cli *c, const struct backup_args *a)
    * an administrator reading the journal needs it, even with --quiet. */
   if (res->fallback_reason)
     warning ("%s", res->fallback_reason);
+  for (size_t i = 0; i < res->ndisks; i++)
+    if (res->disks[i].bitmap_mismatches)
+      warning ("disk '%s': %" PRIu64 " %s the dirty bitmap called unchanged "
+               "differ from the parent point: the bitmap missed writes, so "
+               "take a full backup (only chunks missing from the store were "
+               "checked)", res->disks[i].name, res->disks[i].bitmap_mismatches,
+               res->disks[i].bitmap_mismatches == 1 ? "chunk" : "chunks");
   if (c->json)
     print_backup_json (res);
   else if (!c->quiet)

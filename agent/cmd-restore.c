@@ -82,6 +82,7 @@ print_restore_json (const struct restore_args *a, int64_t point,
   json_set_u64 (o, "size", res->size);
   json_set_u64 (o, "bytes_written", res->bytes_written);
   json_set_u64 (o, "bytes_zero", res->bytes_zero);
+  json_set_u64 (o, "temp_removed", res->temp_removed);
   json_object_object_add (o, "digest",
                           json_hex (res->digest, sizeof res->digest));
   json_object_object_add (o, "seconds", json_seconds (res->seconds));
@@ -103,6 +104,10 @@ print_restore_text (const struct restore_args *a, int64_t point,
           human_size (res->bytes_written, false, wr),
           human_size (res->bytes_zero, false, zero), res->seconds);
   printf ("digest: %s\n", hex);
+  if (res->temp_removed)
+    printf ("removed %u temporary %s left beside %s by killed restores\n",
+            res->temp_removed, res->temp_removed == 1 ? "image" : "images",
+            a->to);
 }
 
 static int

@@ -296,13 +296,42 @@ read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
   return catalog_batch_chunk (dw->b->batch, id, stored);
 }
 
+/* An unchanged chunk keeps its parent's id, but only while the store has
+ * it: a chunk lost since (deleted, or quarantined by verify) is read
+ * again from the export, which holds the same bytes if the dirty bitmap
+ * is right, and so the store heals.  If they are not the same bytes, the
+ * bitmap missed a write: the point gets what the disk holds now, and the
+ * mismatch is reported (it is proof that the bitmap cannot be trusted). */
+static int
+keep_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
+{
+  store_id zero, now;
+  int r;
+
+  if (maptree_reader_get (dw->ptree, i, id) == -1)
+    return -1;
+  store_zero_id (dw->b->r->store, chunk_len (dw, i), &zero);
+  if (memcmp (id, &zero, sizeof zero) == 0 ||
+      (r = store_has_chunk (dw->b->r->store, id)) == 1) {
+    dw->dr->chunks_kept++;
+    return 0;
+  }
+  if (r == -1 || read_chunk (dw, i, &now) == -1)
+    return -1;
+  if (memcmp (&now, id, sizeof now) == 0)
+    dw->dr->chunks_repaired++;
+  else
+    dw->dr->bitmap_mismatches++;
+  *id = now;
+  return 0;
+}
+
 static int
 chunk_id (struct disk_walk *dw, enum reader_kind kind, uint64_t i, store_id *id)
 {
   switch (kind) {
   case READER_KEEP:
-    dw->dr->chunks_kept++;
-    return maptree_reader_get (dw->ptree, i, id);
+    return keep_chunk (dw, i, id);
   case READER_ZERO:
     dw->dr->chunks_zero++;
     store_zero_id (dw->b->r->store, chunk_len (dw, i), id);

@@ -42,6 +42,15 @@ int point_record_check (struct pullback_repo *r, const struct catalog_point *p,
  * size, the tree's height); NULL with PB_E_CORRUPT naming the field. */
 struct catalog_point *point_record_load (struct pullback_repo *r, int64_t id);
 
+/* reader/tmpfile.c: the temporary image beside a restore target.  create:
+ * DIR/.NAME.pullback-XXXXXX, open (*FD) and locked.  lock: hold an
+ * existing one (after qemu-img made it anew).  sweep: remove those killed
+ * restores left (unlocked, untouched for a minute); how many.  Sweeping is
+ * best effort: errors are ignored. */
+int target_tmp_create (const char *target, char **path, int *fd);
+int target_tmp_lock (const char *path, int *fd);
+unsigned target_tmp_sweep (const char *target);
+
 /* Set by pullback_interrupt(); polled once per chunk. */
 extern volatile sig_atomic_t pullback_interrupted;
 

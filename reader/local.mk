@@ -8,7 +8,7 @@ reader_libreader_la_SOURCES = \
 	reader/backup.c reader/restore.c reader/verify.c reader/digest.c \
 	reader/batch.c reader/idset.c reader/record.c \
 	reader/space.c reader/gc.c reader/policy.c reader/policy.h \
-	reader/rebuild.c
+	reader/rebuild.c reader/tmpfile.c
 reader_libreader_la_LIBADD = store/libstore.la catalog/libcatalog.la common/libcommon.la
 
 check_PROGRAMS += reader/test-plan reader/test-maptree reader/test-policy

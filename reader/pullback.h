@@ -106,6 +106,10 @@ struct pullback_disk_result {
   uint64_t bytes_new;         /* bytes added to the store (after compression) */
   uint64_t chunks_total, chunks_read, chunks_zero, chunks_kept, chunks_new;
   uint64_t retries;           /* transient NBD failures retried */
+  /* Unchanged since the parent but missing from the store, so read again
+   * (counted in chunks_read): same content (the store healed), or other
+   * content (the dirty bitmap missed a write). */
+  uint64_t chunks_repaired, bitmap_mismatches;
   uint8_t digest[PULLBACK_DIGEST_LEN];
 };
 
@@ -159,6 +163,7 @@ struct pullback_restore_result {
   uint64_t bytes_written;     /* data bytes written */
   uint64_t bytes_zero;        /* bytes left as holes / zero requests */
   uint8_t digest[PULLBACK_DIGEST_LEN];  /* content digest, equals the point's */
+  unsigned temp_removed;      /* temporary images of killed restores removed */
   double seconds;
 };
 

@@ -113,31 +113,13 @@ check_target (struct restore *rs)
   return 0;
 }
 
-/* A temporary file beside the target, so the final rename is atomic. */
+/* A temporary file beside the target, so the final rename is atomic;
+ * first, those that killed restores to this target left behind go. */
 static int
 make_tmp (struct restore *rs)
 {
-  CLEANUP_FREE char *copy = strdup (rs->o->target);
-  CLEANUP_FREE char *copy2 = strdup (rs->o->target);
-  int fd;
-
-  if (copy == NULL || copy2 == NULL ||
-      asprintf (&rs->tmp, "%s/.%s.pullback-XXXXXX", dirname (copy),
-                basename (copy2)) == -1) {
-    rs->tmp = NULL;
-    set_error (PB_E_FAIL, errno, "out of memory");
-    return -1;
-  }
-  fd = mkstemp (rs->tmp);
-  if (fd == -1) {
-    set_error (PB_E_TARGET, errno, "cannot create a file beside %s",
-               rs->o->target);
-    free (rs->tmp);
-    rs->tmp = NULL;
-    return -1;
-  }
-  rs->fd = fd;
-  return 0;
+  rs->res->temp_removed = target_tmp_sweep (rs->o->target);
+  return target_tmp_create (rs->o->target, &rs->tmp, &rs->fd);
 }
 
 static int
@@ -184,11 +166,13 @@ open_qcow2 (struct restore *rs)
 
   if (make_tmp (rs) == -1)
     return -1;
-  close (rs->fd);
-  rs->fd = -1;
   argv[5] = rs->tmp;
   snprintf (size, sizeof size, "%" PRIu64, rs->d->size);
   if (run_command (argv, PB_E_TARGET) == -1)
+    return -1;
+  /* qemu-img may have made the file anew: hold the lock on what it made. */
+  close (rs->fd);
+  if (target_tmp_lock (rs->tmp, &rs->fd) == -1)
     return -1;
   rs->conn = reader_open_image (rs->tmp, "qcow2", true);
   return rs->conn ? 0 : -1;

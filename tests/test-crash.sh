@@ -19,7 +19,9 @@
 #    bit-exact against the disk as it was when they were taken (so a killed
 #    backup never advanced a checkpoint: the next incremental still sees
 #    every write since the last *committed* one);
-#  - a killed restore leaves either no target or a complete, exact one;
+#  - a killed restore leaves either no target or a complete, exact one, and
+#    the next restore to that target removes the temporary image it left
+#    (unless fresh or held by a running restore);
 # and at the end: an uninterrupted backup works, after a killed full
 # backup the next one reuses the chunks the killed one wrote, every point
 # restores bit-exact, and gc removes every temporary file the killed
@@ -230,6 +232,27 @@ rm -f "$T/t.raw"
 T_FORGET=$(secs_of pullback forget --repo "$REPO" --keep-last 10 --gc)
 note "a full backup takes ${T_BACKUP}s, a restore ${T_RESTORE}s, forget --gc ${T_FORGET}s"
 EST=([backup]=$T_BACKUP [restore]=$T_RESTORE [forget]=$T_FORGET [gc]=$T_FORGET)
+
+step "temporary images of killed restores are removed by the next restore"
+# Stand-ins for what killed restores leave: an old unlocked one (stale),
+# a fresh one (maybe a restore that has not locked it yet) and an old one
+# held by a running restore (flock), all as .k.raw.pullback-XXXXXX.
+: >"$T/.k.raw.pullback-AAAAAA"; touch -d '10 minutes ago' "$T/.k.raw.pullback-AAAAAA"
+: >"$T/.k.raw.pullback-BBBBBB"
+: >"$T/.k.raw.pullback-CCCCCC"; touch -d '10 minutes ago' "$T/.k.raw.pullback-CCCCCC"
+: >"$T/.other.raw.pullback-DDDDDD"; touch -d '10 minutes ago' "$T/.other.raw.pullback-DDDDDD"
+flock "$T/.k.raw.pullback-CCCCCC" sleep 60 &
+FLOCK_PID=$!
+track_pid "$FLOCK_PID"
+wait_for 10 "the flock holder" pid_alive "$FLOCK_PID"
+sleep 0.2
+pullback restore --repo "$REPO" --point latest --vm a --disk vda --to "$T/k.raw" --json >"$T/kr.json"
+[ "$(json_get "$T/kr.json" .temp_removed)" = 1 ] || fail "temp_removed: $(cat "$T/kr.json")"
+[ ! -e "$T/.k.raw.pullback-AAAAAA" ] || fail "the stale temporary image is still there"
+[ -e "$T/.k.raw.pullback-BBBBBB" ] && [ -e "$T/.k.raw.pullback-CCCCCC" ] &&
+  [ -e "$T/.other.raw.pullback-DDDDDD" ] || fail "a fresh, a locked or another target's temporary image was removed"
+kill "$FLOCK_PID"
+rm -f "$T/k.raw" "$T"/.k.raw.pullback-* "$T/.other.raw.pullback-DDDDDD"
 
 step "a killed full backup: the next one reuses what it wrote"
 # A slow server (nbdkit, 20 ms per read) so that the kill lands half-way:
