@@ -268,6 +268,14 @@ query_export (struct reader_conn *c)
     conn_error (c, PB_E_NBD, "cannot get the size of");
     return -1;
   }
+  /* Chunk counts, map trees and the catalog's signed sizes all have room
+   * for far more, but walking the chunks of a larger export would take
+   * days: a server claiming that much is broken or hostile. */
+  if ((uint64_t) size > READER_MAX_DISK_SIZE) {
+    set_error (PB_E_NBD, 0, "%s: the server says the export holds %" PRId64
+               " bytes, more than the 64 PiB pullback accepts", c->name, size);
+    return -1;
+  }
   c->size = size;
   c->has_alloc = nbd_can_meta_context (c->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION)
                  == 1;

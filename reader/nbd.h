@@ -14,6 +14,9 @@
 #ifndef PB_READER_NBD_H
 #define PB_READER_NBD_H
 
+/* The largest export accepted (64 PiB). */
+#define READER_MAX_DISK_SIZE (UINT64_C (1) << 56)
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

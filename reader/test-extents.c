@@ -9,7 +9,8 @@
  * past the request, and replies of a few extents at a time with the two
  * contexts out of step.  Plans must fail with PB_E_NBD "server sent ..."
  * on the first four, and be exact on the others (run under valgrind, the
- * long extents also prove the window is clipped).
+ * long extents also prove the window is clipped).  An export of 4 EiB is
+ * refused when connecting.
  */
 #include <config.h>
 
@@ -134,6 +135,8 @@ meta_context (int fd, uint32_t opt, const char *data, uint32_t n)
 static uint64_t
 export_size (const char *mode)
 {
+  if (strcmp (mode, "absurd") == 0)
+    return UINT64_C (1) << 62;          /* 4 EiB: no disk is that big */
   return strcmp (mode, "beyond") == 0 ? BIG : 4 * MiB;
 }
 
@@ -445,6 +448,18 @@ on_alarm (int sig)
   exit (1);       /* runs cleanup () */
 }
 
+/* An export size no disk has is refused at connect, before any plan. */
+static void
+test_absurd (void)
+{
+  char uri[400];
+
+  snprintf (uri, sizeof uri, "nbd+unix:///absurd?socket=%s", sock);
+  REQUIRE (reader_connect (uri, NULL) == NULL);
+  REQUIRE (pb_get_errclass () == PB_E_NBD);
+  REQUIRE (strstr (pb_get_error (), "64 PiB"));
+}
+
 int
 main (void)
 {
@@ -460,5 +475,6 @@ main (void)
   test_short (false);
   test_short (true);
   test_beyond ();
+  test_absurd ();
   return 0;
 }
