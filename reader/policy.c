@@ -231,7 +231,8 @@ pullback_policy_apply (const struct pullback_keep_rules *k,
     e[i].is_protected = items[i].is_protected;
     e[i].reasons = items[i].is_protected ? PULLBACK_KEEP_PROTECTED : 0;
   }
-  qsort (e, n, sizeof *e, newest_first);
+  if (n > 1)
+    qsort (e, n, sizeof *e, newest_first);
   if (k->last > 0)
     apply_last (e, n, k->last);
   for (b = 0; b < NBUCKETS; b++)

@@ -101,7 +101,8 @@ list_records (struct rebuild *rb)
 {
   if (store_list_records (rb->nr.store, NAME_PREFIX, collect_id, rb) == -1)
     return -1;
-  qsort (rb->ids, rb->nids, sizeof *rb->ids, cmp_id);
+  if (rb->nids > 1)             /* qsort (NULL, 0, ...) is undefined */
+    qsort (rb->ids, rb->nids, sizeof *rb->ids, cmp_id);
   rb->res->records = rb->nids;
   return 0;
 }

@@ -195,7 +195,8 @@ decide (struct forget *f, struct catalog_point **pts, size_t n)
 
   if (f->o->point > 0)
     return 0;                   /* the one point: removed unless refused */
-  qsort (pts, n, sizeof *pts, cmp_vm);
+  if (n > 1)                    /* qsort (NULL, 0, ...) is undefined */
+    qsort (pts, n, sizeof *pts, cmp_vm);
   if (fill_items (f, pts, n) == -1)
     return -1;
   for (i = 0; i < n; i = j) {
@@ -313,8 +314,10 @@ run_forget (struct forget *f)
     return -1;
   if (load_points (f, &pts, &n) == 0 && decide (f, pts, n) == 0 &&
       (f->o->point <= 0 || fill_items (f, pts, n) == 0)) {
-    qsort (f->res->items, f->res->n, sizeof *f->res->items, sort_items);
-    qsort (pts, n, sizeof *pts, cmp_id);
+    if (f->res->n > 1)
+      qsort (f->res->items, f->res->n, sizeof *f->res->items, sort_items);
+    if (n > 1)
+      qsort (pts, n, sizeof *pts, cmp_id);
     r = remove_all (f, pts);
   }
   if (r == 0 && !f->o->dry_run)
