@@ -29,6 +29,8 @@ struct backup_args {
   struct pullback_tls tls;
   const char *retries_arg;    /* --retries N, as given */
   unsigned retries;
+  const char *threads_arg;    /* --threads N */
+  unsigned threads;           /* 0: the library's default */
 };
 
 /* Transient NBD failures are retried this often unless --retries says
@@ -53,6 +55,28 @@ retries_option (struct backup_args *a, const char *arg)
     return -1;
   }
   a->retries = v;
+  return 0;
+}
+
+#define MAX_THREADS 64
+
+static int
+threads_option (struct backup_args *a, const char *arg)
+{
+  char *end;
+  unsigned long v;
+
+  if (option_once (&a->threads_arg, "--threads", arg) == -1)
+    return -1;
+  errno = 0;
+  v = strtoul (arg, &end, 10);
+  if (errno || *end || arg[0] < '1' || arg[0] > '9' || v < 1 ||
+      v > MAX_THREADS) {
+    set_error (PB_E_USAGE, 0, "--threads: '%s' is not a whole number from "
+               "1 to %d", arg, MAX_THREADS);
+    return -1;
+  }
+  a->threads = v;
   return 0;
 }
 
@@ -121,6 +145,7 @@ backup_option (void *ctx, int opt, const char *arg)
   case OPT_TLS_USERNAME:
     return option_once (&a->tls.username, "--tls-username", arg);
   case OPT_RETRIES: return retries_option (a, arg);
+  case OPT_THREADS: return threads_option (a, arg);
   }
   return unhandled_option (opt);
 }
@@ -287,6 +312,7 @@ take_backup (const struct cli *c, const struct backup_args *a,
     .retries = a->retries_arg ? a->retries : DEFAULT_RETRIES,
     .retry_delay_ms = retry_delay_ms (),
     .on_retry = on_retry,
+    .threads = a->threads,
   };
   int ret;
 
@@ -355,6 +381,7 @@ static const struct option backup_options[] = {
   { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
   { "tls-username", required_argument, NULL, OPT_TLS_USERNAME },
   { "retries", required_argument, NULL, OPT_RETRIES },
+  { "threads", required_argument, NULL, OPT_THREADS },
   OPTION_END
 };
 
@@ -366,7 +393,8 @@ const struct command cmd_backup = {
   "                [--checkpoint NEW] [--since OLD --bitmap DISK=BITMAP...]\n"
   "                [--fallback-full] [--tls off|require]\n"
   "                [--tls-certs DIR | --tls-psk FILE [--tls-username U]]\n"
-  "                [--retries N] [--key-file FILE] [--json] [--quiet]",
+  "                [--retries N] [--threads N] [--key-file FILE] [--json]\n"
+  "                [--quiet]",
   .help =
   "Read every disk of VM NAME from its NBD export and record one point in\n"
   "the repository.  Without --since the backup is full; with --since it is\n"
@@ -394,6 +422,9 @@ const struct command cmd_backup = {
   "  --retries N           retry a transient NBD failure (a failed read, a\n"
   "                        dropped connection: reconnect) up to N times per\n"
   "                        request, waiting 1, 2, 4... s; 0: never (default 3)\n"
+  "  --threads N           threads that compress, encrypt and write chunks\n"
+  "                        while the disk is read (1 to 64; default: one per\n"
+  "                        CPU)\n"
   "  --json                print the result as one JSON object\n"
   "  --quiet               no progress line, no text on success\n"
   "  --help                show this help\n"

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -51,7 +52,7 @@ struct backup {
   struct reader_conn **conns;
   struct catalog_disk *disks;           /* what the catalog will record */
   struct pullback_backup_result *res;
-  void *buf;                            /* one chunk */
+  unsigned threads;                     /* chunk pipeline workers */
   int64_t started;
   double t0;
 };
@@ -192,6 +193,8 @@ struct disk_walk {
   struct maptree_reader *ptree;         /* parent's map, incremental only */
   struct maptree_writer *w;
   struct pullback_disk_result *dr;
+  struct chunk_pipe *pipe;              /* stores chunks on worker threads */
+  struct idset *healing;                /* lost chunks re-read, being stored */
   size_t disk;                          /* index in opts->disks */
   uint64_t size;
 };
@@ -260,40 +263,117 @@ recover (struct disk_walk *dw, unsigned *attempt)
   }
 }
 
-/* Read chunk I; a chunk that reads as zero is recorded as zero, not data. */
-static int
-read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
-{
-  struct store *s = dw->b->r->store;
-  size_t len = chunk_len (dw, i);
-  uint64_t nread = 0, stored = 0;
-  unsigned attempt = 0;
-  int r;
+/* What a slot holds, for the counters (which partition the chunks:
+ * read + zero + kept = total). */
+enum { SLOT_KEPT, SLOT_ZERO, SLOT_DATA };
 
-  while (reader_read_chunk (dw->plan, i, dw->b->buf, len, &nread) == -1)
+/* In chunk order, on this thread: counters, the chunk's catalog row, the
+ * map tree. */
+static int
+consume (void *opaque, struct pipe_slot *s)
+{
+  struct disk_walk *dw = opaque;
+
+  if (s->kind == SLOT_KEPT)
+    dw->dr->chunks_kept++;
+  else if (s->kind == SLOT_ZERO)
+    dw->dr->chunks_zero++;
+  else {
+    dw->dr->chunks_read++;
+    if (s->is_new) {
+      dw->dr->chunks_new++;
+      dw->dr->bytes_new += s->stored;
+    }
+    /* A row also for a chunk found in the store (written by a backup that
+     * died, or one running now whose rows are still queued): the leaf
+     * that refers to it must find a row to count the reference in. */
+    if (catalog_batch_chunk (dw->b->batch, &s->id, s->stored) == -1)
+      goto err;
+  }
+  if (s->repair && memcmp (&s->id, &s->expect, sizeof s->id) == 0)
+    dw->dr->chunks_repaired++;
+  else if (s->repair)
+    dw->dr->bitmap_mismatches++;
+  if (maptree_writer_add (dw->w, &s->id) == 0)
+    return 0;
+ err:
+  pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, s->index);
+  return -1;
+}
+
+/* A chunk whose id is known without storing anything (kept or zero). */
+static int
+emit (struct disk_walk *dw, uint64_t i, int kind, const store_id *id)
+{
+  struct pipe_slot one, *s;
+
+  /* Nothing outstanding: no need to queue behind anything. */
+  if (chunk_pipe_idle (dw->pipe)) {
+    memset (&one, 0, sizeof one);
+    one.index = i;
+    one.kind = kind;
+    one.id = *id;
+    return consume (dw, &one);
+  }
+  if ((s = chunk_pipe_get (dw->pipe)) == NULL)
+    return -1;
+  s->index = i;
+  s->kind = kind;
+  s->id = *id;
+  s->repair = false;
+  chunk_pipe_submit (dw->pipe, s, false);
+  return 0;
+}
+
+/* A lost chunk read again with its old content is on its way back into
+ * the store: later chunks with the same id need not be read again. */
+static int
+note_healing (struct disk_walk *dw, const store_id *id, const store_id *expect)
+{
+  bool added;
+
+  if (memcmp (id, expect, sizeof *id) != 0)
+    return 0;
+  if (dw->healing == NULL && (dw->healing = idset_new ()) == NULL)
+    return -1;
+  return idset_insert (dw->healing, id, &added) ? 0 : -1;
+}
+
+/* Read chunk I into a slot and hand it to the workers; a chunk that reads
+ * as zero is recorded as zero, not data.  EXPECT: the parent's id of a
+ * chunk read again because the store lost it (else NULL). */
+static int
+read_chunk (struct disk_walk *dw, uint64_t i, const store_id *expect)
+{
+  struct store *st = dw->b->r->store;
+  struct pipe_slot *s = chunk_pipe_get (dw->pipe);
+  uint64_t nread = 0;
+  unsigned attempt = 0;
+
+  if (s == NULL)
+    return -1;
+  s->index = i;
+  s->len = chunk_len (dw, i);
+  s->repair = expect != NULL;
+  if (expect)
+    s->expect = *expect;
+  while (reader_read_chunk (dw->plan, i, s->buf, s->len, &nread) == -1)
     if (recover (dw, &attempt) == -1)
       return -1;
-  /* A chunk read and found to be zero counts as zero, not as read: the
-   * counters partition the chunks (read + zero + kept = total). */
   dw->dr->bytes_read += nread;
-  if (is_zero (dw->b->buf, len)) {
-    store_zero_id (s, len, id);
-    dw->dr->chunks_zero++;
+  if (is_zero (s->buf, s->len)) {
+    s->kind = SLOT_ZERO;
+    store_zero_id (st, s->len, &s->id);
+    chunk_pipe_submit (dw->pipe, s, false);
     return 0;
   }
-  dw->dr->chunks_read++;
-  store_id_of (s, dw->b->buf, len, id);
-  r = batch_put (dw->b->batch, id, dw->b->buf, len, &stored);
-  if (r == -1)
+  s->kind = SLOT_DATA;
+  store_id_of (st, s->buf, s->len, &s->id);
+  if (batch_pin (dw->b->batch, &s->id) == -1 ||
+      (expect && note_healing (dw, &s->id, expect) == -1))
     return -1;
-  if (r == 1) {
-    dw->dr->chunks_new++;
-    dw->dr->bytes_new += stored;
-  }
-  /* A row also for a chunk found in the store (written by a backup that
-   * died, or one running now whose rows are still queued): the leaf that
-   * refers to it must find a row to count the reference in. */
-  return catalog_batch_chunk (dw->b->batch, id, stored);
+  chunk_pipe_submit (dw->pipe, s, true);
+  return 0;
 }
 
 /* An unchanged chunk keeps its parent's id, but only while the store has
@@ -303,41 +383,35 @@ read_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
  * bitmap missed a write: the point gets what the disk holds now, and the
  * mismatch is reported (it is proof that the bitmap cannot be trusted). */
 static int
-keep_chunk (struct disk_walk *dw, uint64_t i, store_id *id)
+keep_chunk (struct disk_walk *dw, uint64_t i)
 {
-  store_id zero, now;
+  store_id id, zero;
   int r;
 
-  if (maptree_reader_get (dw->ptree, i, id) == -1)
+  if (maptree_reader_get (dw->ptree, i, &id) == -1)
     return -1;
   store_zero_id (dw->b->r->store, chunk_len (dw, i), &zero);
-  if (memcmp (id, &zero, sizeof zero) == 0 ||
-      (r = store_has_chunk (dw->b->r->store, id)) == 1) {
-    dw->dr->chunks_kept++;
-    return 0;
-  }
-  if (r == -1 || read_chunk (dw, i, &now) == -1)
-    return -1;
-  if (memcmp (&now, id, sizeof now) == 0)
-    dw->dr->chunks_repaired++;
-  else
-    dw->dr->bitmap_mismatches++;
-  *id = now;
-  return 0;
+  if (memcmp (&id, &zero, sizeof zero) == 0 ||
+      (dw->healing && idset_find (dw->healing, &id)))
+    return emit (dw, i, SLOT_KEPT, &id);
+  if ((r = store_has_chunk (dw->b->r->store, &id)) == 1)
+    return emit (dw, i, SLOT_KEPT, &id);
+  return r == -1 ? -1 : read_chunk (dw, i, &id);
 }
 
 static int
-chunk_id (struct disk_walk *dw, enum reader_kind kind, uint64_t i, store_id *id)
+walk_chunk (struct disk_walk *dw, enum reader_kind kind, uint64_t i)
 {
+  store_id id;
+
   switch (kind) {
   case READER_KEEP:
-    return keep_chunk (dw, i, id);
+    return keep_chunk (dw, i);
   case READER_ZERO:
-    dw->dr->chunks_zero++;
-    store_zero_id (dw->b->r->store, chunk_len (dw, i), id);
-    return 0;
+    store_zero_id (dw->b->r->store, chunk_len (dw, i), &id);
+    return emit (dw, i, SLOT_ZERO, &id);
   case READER_READ:
-    return read_chunk (dw, i, id);
+    return read_chunk (dw, i, NULL);
   }
   set_error (PB_E_FAIL, 0, "plan: unknown chunk kind %d", (int) kind);
   return -1;
@@ -348,12 +422,9 @@ walk_run (struct disk_walk *dw, const struct reader_run *run)
 {
   const struct backup *b = dw->b;
   uint64_t i, cs = pullback_repo_chunk_size (b->r);
-  store_id id;
 
   for (i = run->first; i < run->first + run->count; i++) {
-    if (check_interrupt () == -1 ||
-        chunk_id (dw, run->kind, i, &id) == -1 ||
-        maptree_writer_add (dw->w, &id) == -1) {
+    if (check_interrupt () == -1 || walk_chunk (dw, run->kind, i) == -1) {
       pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, i);
       return -1;
     }
@@ -435,11 +506,15 @@ backup_disk (struct backup *b, size_t i)
   if (dw.plan == NULL || open_parent_map (&dw, pd) == -1)
     goto out;
   dw.w = maptree_writer_new (b->r, b->batch, dw.dr->chunks_total);
-  if (dw.w && walk_plan (&dw) == 0 && finish_disk (&dw, &b->disks[i]) == 0)
+  dw.pipe = chunk_pipe_new (b->r->store, b->threads, cs, consume, &dw);
+  if (dw.w && dw.pipe && walk_plan (&dw) == 0 &&
+      chunk_pipe_drain (dw.pipe) == 0 && finish_disk (&dw, &b->disks[i]) == 0)
     r = 0;
  out:
   if (r == -1 && dw.plan == NULL)
     pb_prefix_error ("disk '%s'", d->name);
+  chunk_pipe_free (dw.pipe);    /* first: its workers read our buffers */
+  idset_free (dw.healing);
   maptree_writer_free (dw.w);
   maptree_reader_free (dw.ptree);
   reader_plan_free (dw.plan);
@@ -622,6 +697,15 @@ set_mode (struct backup *b)
   return 0;
 }
 
+/* One chunk pipeline worker per online CPU. */
+static unsigned
+default_threads (void)
+{
+  long n = sysconf (_SC_NPROCESSORS_ONLN);
+
+  return n < 1 ? 1 : n > 64 ? 64 : (unsigned) n;
+}
+
 static int
 alloc_backup (struct backup *b)
 {
@@ -630,10 +714,10 @@ alloc_backup (struct backup *b)
   b->res = calloc (1, sizeof *b->res);
   b->conns = calloc (n, sizeof *b->conns);
   b->disks = calloc (n, sizeof *b->disks);
-  b->buf = malloc (pullback_repo_chunk_size (b->r));
+  b->threads = b->o->threads ? b->o->threads : default_threads ();
   if (b->res)
     b->res->disks = calloc (n, sizeof *b->res->disks);
-  if (!b->res || !b->conns || !b->disks || !b->buf || !b->res->disks) {
+  if (!b->res || !b->conns || !b->disks || !b->res->disks) {
     set_error (PB_E_FAIL, errno, "out of memory");
     return -1;
   }
@@ -693,7 +777,6 @@ free_backup (struct backup *b)
     reader_close (b->conns[i]);
   free (b->conns);
   free (b->disks);
-  free (b->buf);
   catalog_batch_free (b->batch);
   catalog_point_free (b->parent);
 }

@@ -13,8 +13,8 @@
  * counted from its nodes and roots take over) or the lease is dropped.
  * A batch cannot cover the moment an object is put: an object found
  * already in the store (a dedup hit) may be garbage that a gc is about to
- * delete.  So batch_put pins first, in a transaction of its own, and only
- * then looks for and writes the object -- gc deletes inside its
+ * delete.  So batch_pin pins first, in a transaction of its own, and only
+ * then is the object looked for and written (reader/pipeline.c) -- gc deletes inside its
  * transaction, so once the pin is committed an object present stays
  * present, and one gc took before is not found and written again.
  */
@@ -176,17 +176,23 @@ pin_now (struct catalog_batch *b, const store_id *id)
 }
 
 int
-batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
-           size_t len, uint64_t *stored)
+batch_pin (struct catalog_batch *b, const store_id *id)
 {
-  int r;
-
   /* Pinned before the object is looked for or written: an object found
    * present then stays (gc sees the pin), and one that gc deleted before
    * the pin was committed is not found and written anew.  The pin also
    * records what a backup that dies wrote, so that dropping its lease
    * turns exactly that into garbage (catalog_lease_drop). */
-  if (b->lease && pin_now (b, id) == -1)
+  return b->lease ? pin_now (b, id) : 0;
+}
+
+int
+batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
+           size_t len, uint64_t *stored)
+{
+  int r;
+
+  if (batch_pin (b, id) == -1)
     return -1;
   r = store_put_chunk (b->store, id, buf, len, stored);
   if (r == 0 && store_stat_chunk (b->store, id, stored) == -1)

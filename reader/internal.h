@@ -73,11 +73,51 @@ int catalog_batch_chunk (struct catalog_batch *b, const store_id *id,
                          uint64_t stored);
 int catalog_batch_flush (struct catalog_batch *b);
 void catalog_batch_free (struct catalog_batch *b);  /* drops unflushed rows */
-/* store_put_chunk, made safe against a concurrent gc: 1 written, 0 already
- * there (and now pinned, so it stays), -1 error.  *STORED as for
- * store_put_chunk, except that for a present object it is its size. */
+/* Pin ID for the backup's lease, in a transaction of its own, before the
+ * store is asked for it or it is written: so a concurrent gc cannot
+ * delete an object found present (0 or -1). */
+int batch_pin (struct catalog_batch *b, const store_id *id);
+/* Pin, then store_put_chunk, on this thread (map nodes): 1 written, 0
+ * already there (*STORED is then its size), -1 error. */
 int batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
                size_t len, uint64_t *stored);
+
+/* ---- The chunk pipeline (reader/pipeline.c) ----
+ * Worker threads store chunks (compress, encrypt, write, fsync) while the
+ * reading thread goes on; results come back in chunk order, through
+ * CONSUME, on the reading thread (the only one that uses the catalog). */
+struct pipe_slot {
+  /* Filled by the reading thread. */
+  uint64_t index;
+  size_t len;
+  void *buf;                    /* the chunk's bytes (slot-owned) */
+  store_id id;
+  int kind;                     /* the caller's */
+  bool repair;                  /* the caller's: compare with EXPECT */
+  store_id expect;
+  /* Filled by the worker (put slots only). */
+  bool is_new, failed;
+  uint64_t stored;              /* object size in the store */
+  int errclass, err;
+  char msg[1024];
+};
+typedef int (*pipe_consume_fn) (void *opaque, struct pipe_slot *s);
+struct chunk_pipe;
+/* THREADS workers, slots of SLOT_SIZE bytes (2 per worker + 2). */
+struct chunk_pipe *chunk_pipe_new (struct store *s, unsigned threads,
+                                   size_t slot_size, pipe_consume_fn consume,
+                                   void *opaque);
+void chunk_pipe_free (struct chunk_pipe *p);      /* accepts NULL */
+/* Nothing handed out is waiting to be consumed. */
+bool chunk_pipe_idle (struct chunk_pipe *p);
+/* The next slot in chunk order, after consuming what is done (waiting for
+ * the oldest if every slot is out).  NULL on error (a worker's or
+ * CONSUME's).  The slot is handed out only by submit. */
+struct pipe_slot *chunk_pipe_get (struct chunk_pipe *p);
+/* PUT: a worker stores S->buf under S->id; else S is done already. */
+void chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool put);
+/* Wait for and consume everything handed out.  0 or -1. */
+int chunk_pipe_drain (struct chunk_pipe *p);
 
 /* ---- Id sets (open addressing; ids are uniformly random already) ---- */
 struct idset;

@@ -8,11 +8,15 @@ reader_libreader_la_SOURCES = \
 	reader/backup.c reader/restore.c reader/verify.c reader/digest.c \
 	reader/batch.c reader/idset.c reader/record.c \
 	reader/space.c reader/gc.c reader/policy.c reader/policy.h \
-	reader/rebuild.c reader/tmpfile.c
+	reader/rebuild.c reader/tmpfile.c reader/pipeline.c
 reader_libreader_la_LIBADD = store/libstore.la catalog/libcatalog.la common/libcommon.la
 
-check_PROGRAMS += reader/test-plan reader/test-maptree reader/test-policy
-TESTS += reader/test-plan reader/test-maptree reader/test-policy
+check_PROGRAMS += reader/test-plan reader/test-maptree reader/test-policy \
+	reader/test-pipeline
+TESTS += reader/test-plan reader/test-maptree reader/test-policy \
+	reader/test-pipeline
+reader_test_pipeline_SOURCES = reader/test-pipeline.c
+reader_test_pipeline_LDADD = libpullback.la
 reader_test_policy_SOURCES = reader/test-policy.c
 reader_test_policy_LDADD = libpullback.la
 reader_test_plan_SOURCES = reader/test-plan.c

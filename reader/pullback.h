@@ -95,6 +95,9 @@ struct pullback_backup_opts {
    * once. */
   unsigned retries;
   unsigned retry_delay_ms;
+  /* Worker threads that compress, encrypt and write chunks while the
+   * export is read (0: one per online CPU; at most 64). */
+  unsigned threads;
   pullback_retry_fn on_retry;       /* NULL: retry silently */
   void *retry_opaque;
 };

@@ -1,0 +1,253 @@
+/* pullback - reader/pipeline.c: storing chunks on worker threads.
+ *
+ * A backup reads chunks in order over NBD, and each new chunk must then be
+ * compressed (and encrypted), written to a temporary file, fsync'd and
+ * renamed: most of a chunk's time, and time the reading thread would
+ * otherwise spend waiting.  So the reading thread hands each chunk to a
+ * ring of slots served by worker threads that do the store_put_chunk, and
+ * goes on reading.  Results are consumed strictly in chunk order (the map
+ * tree and the content digest need the ids in order), by the reading
+ * thread, through the caller's callback: only that thread ever touches the
+ * catalog, so the catalog needs no locking.  Memory is bounded by the
+ * number of slots (2 per worker + 2), not by the disk.
+ *
+ * Slots are used in order: [head, tail) are handed out and not yet
+ * consumed; workers take the queued slots among them in order (from
+ * next), marking them busy so that no slot is ever stored twice or reused
+ * while a worker reads its buffer; a slot is consumed once done.  head,
+ * next, tail and the states change under the lock.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "errors.h"
+#include "internal.h"
+
+enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
+
+struct chunk_pipe {
+  struct store *store;
+  pipe_consume_fn consume;
+  void *opaque;
+  pthread_mutex_t lock;
+  pthread_cond_t work;          /* a slot was queued, or stop */
+  pthread_cond_t done;          /* a slot is done */
+  struct pipe_slot *slots;
+  enum slot_state *state;
+  size_t nslots;
+  uint64_t head, next, tail;
+  pthread_t *threads;
+  unsigned nthreads, started;
+  bool stop;
+};
+
+/* Store slot S's chunk (outside the lock); an error is kept in S. */
+static void
+put_slot (struct chunk_pipe *p, struct pipe_slot *s)
+{
+  int r = store_put_chunk (p->store, &s->id, s->buf, s->len, &s->stored);
+
+  if (r == 0 && store_stat_chunk (p->store, &s->id, &s->stored) == -1)
+    r = -1;
+  s->is_new = r == 1;
+  s->failed = r == -1;
+  if (s->failed) {
+    s->errclass = pb_get_errclass ();
+    s->err = pb_get_errno ();
+    snprintf (s->msg, sizeof s->msg, "%s", pb_get_error ());
+  }
+}
+
+/* Take the next queued slot, in order; NULL when told to stop. */
+static struct pipe_slot *
+take (struct chunk_pipe *p)
+{
+  size_t i;
+
+  for (;;) {
+    if (p->stop)
+      return NULL;
+    if (p->next < p->head)
+      p->next = p->head;        /* consumed meanwhile: they were done */
+    if (p->next == p->tail) {
+      pthread_cond_wait (&p->work, &p->lock);
+      continue;
+    }
+    i = p->next++ % p->nslots;
+    if (p->state[i] == SLOT_QUEUED) {
+      p->state[i] = SLOT_BUSY;
+      return &p->slots[i];
+    }
+  }
+}
+
+static void *
+worker (void *arg)
+{
+  struct chunk_pipe *p = arg;
+  struct pipe_slot *s;
+
+  pthread_mutex_lock (&p->lock);
+  while ((s = take (p)) != NULL) {
+    pthread_mutex_unlock (&p->lock);
+    put_slot (p, s);
+    pthread_mutex_lock (&p->lock);
+    p->state[s - p->slots] = SLOT_DONE;
+    pthread_cond_broadcast (&p->done);
+  }
+  pthread_mutex_unlock (&p->lock);
+  return NULL;
+}
+
+static int
+alloc_slots (struct chunk_pipe *p, size_t slot_size)
+{
+  size_t i;
+
+  p->slots = calloc (p->nslots, sizeof *p->slots);
+  p->state = calloc (p->nslots, sizeof *p->state);
+  p->threads = calloc (p->nthreads, sizeof *p->threads);
+  if (p->slots == NULL || p->state == NULL || p->threads == NULL)
+    return -1;
+  for (i = 0; i < p->nslots; i++)
+    if ((p->slots[i].buf = malloc (slot_size)) == NULL)
+      return -1;
+  return 0;
+}
+
+struct chunk_pipe *
+chunk_pipe_new (struct store *s, unsigned threads, size_t slot_size,
+                pipe_consume_fn consume, void *opaque)
+{
+  struct chunk_pipe *p = calloc (1, sizeof *p);
+
+  if (p == NULL) {
+    set_error (PB_E_FAIL, errno, "calloc");
+    return NULL;
+  }
+  pthread_mutex_init (&p->lock, NULL);
+  pthread_cond_init (&p->work, NULL);
+  pthread_cond_init (&p->done, NULL);
+  p->store = s;
+  p->consume = consume;
+  p->opaque = opaque;
+  p->nthreads = threads ? threads : 1;
+  p->nslots = 2 * (size_t) p->nthreads + 2;
+  if (alloc_slots (p, slot_size) == -1) {
+    set_error (PB_E_FAIL, errno, "out of memory for the chunk pipeline");
+    chunk_pipe_free (p);
+    return NULL;
+  }
+  for (; p->started < p->nthreads; p->started++)
+    if ((errno = pthread_create (&p->threads[p->started], NULL, worker, p))) {
+      set_error (PB_E_FAIL, errno, "pthread_create");
+      chunk_pipe_free (p);
+      return NULL;
+    }
+  return p;
+}
+
+void
+chunk_pipe_free (struct chunk_pipe *p)
+{
+  size_t i;
+
+  if (p == NULL)
+    return;
+  pthread_mutex_lock (&p->lock);
+  p->stop = true;
+  pthread_cond_broadcast (&p->work);
+  pthread_mutex_unlock (&p->lock);
+  for (i = 0; i < p->started; i++)
+    pthread_join (p->threads[i], NULL);
+  for (i = 0; p->slots && i < p->nslots; i++)
+    free (p->slots[i].buf);
+  free (p->slots);
+  free (p->state);
+  free (p->threads);
+  pthread_cond_destroy (&p->done);
+  pthread_cond_destroy (&p->work);
+  pthread_mutex_destroy (&p->lock);
+  free (p);
+}
+
+bool
+chunk_pipe_idle (struct chunk_pipe *p)
+{
+  return p->head == p->tail;    /* only the reading thread moves these */
+}
+
+/* Consume the oldest slot, waiting for it if WAIT; 1 consumed, 0 not
+ * (not done yet, or nothing outstanding), -1 on error. */
+static int
+consume_oldest (struct chunk_pipe *p, bool wait)
+{
+  struct pipe_slot *s;
+  int r;
+
+  if (p->head == p->tail)
+    return 0;
+  s = &p->slots[p->head % p->nslots];
+  pthread_mutex_lock (&p->lock);
+  while (wait && p->state[s - p->slots] != SLOT_DONE)
+    pthread_cond_wait (&p->done, &p->lock);
+  r = p->state[s - p->slots] == SLOT_DONE;
+  pthread_mutex_unlock (&p->lock);
+  if (!r)
+    return 0;
+  if (s->failed) {
+    set_error (s->errclass, s->err, "%s", s->msg);
+    return -1;
+  }
+  if (p->consume (p->opaque, s) == -1)
+    return -1;
+  pthread_mutex_lock (&p->lock);
+  p->state[s - p->slots] = SLOT_FREE;
+  p->head++;
+  pthread_mutex_unlock (&p->lock);
+  return 1;
+}
+
+struct pipe_slot *
+chunk_pipe_get (struct chunk_pipe *p)
+{
+  struct pipe_slot *s;
+  int r;
+
+  /* What is done already is consumed now, so that slots come back. */
+  while ((r = consume_oldest (p, p->tail - p->head == p->nslots)) == 1)
+    ;
+  if (r == -1)
+    return NULL;
+  s = &p->slots[p->tail % p->nslots];
+  s->failed = s->is_new = false;
+  s->stored = 0;
+  return s;
+}
+
+void
+chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool put)
+{
+  pthread_mutex_lock (&p->lock);
+  p->state[s - p->slots] = put ? SLOT_QUEUED : SLOT_DONE;
+  p->tail++;
+  if (put)
+    pthread_cond_signal (&p->work);
+  pthread_mutex_unlock (&p->lock);
+}
+
+int
+chunk_pipe_drain (struct chunk_pipe *p)
+{
+  int r;
+
+  while ((r = consume_oldest (p, true)) == 1)
+    ;
+  return r;
+}
