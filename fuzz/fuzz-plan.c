@@ -9,7 +9,8 @@
  * input describes.  Input (integers little-endian):
  *   u8  flags: 1 base:allocation negotiated, 2 incremental (a dirty
  *       bitmap), 4 read the first chunk of each READ run
- *   u8  chunk size 2^(12 + v % 13) (4 KiB to 16 MiB)
+ *   u8  chunk size 2^(16 + v % 9) (64 KiB to 16 MiB, a store's range:
+ *       smaller ones only make each window longer to walk)
  *   u64 export size (top bit cleared: libnbd sizes are int64)
  *   u64 parent size
  * then, for each nbd_block_status call, one group:
@@ -41,7 +42,7 @@
 #include "util.h"
 
 #define MAX_RUNS 512
-#define MAX_CHUNKS (UINT64_C (1) << 20)   /* 4 windows of 4 KiB chunks */
+#define MAX_CHUNKS (UINT64_C (1) << 16)   /* 4 windows of 64 KiB chunks */
 #define BITMAP "fuzz"
 #define BITMAP_CTX "qemu:dirty-bitmap:" BITMAP
 
@@ -238,7 +239,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     return 0;
   c.has_alloc = data[0] & F_ALLOC;
   c.bitmap = data[0] & F_BITMAP;
-  chunk_size = UINT32_C (1) << (12 + data[1] % 13);
+  chunk_size = UINT32_C (1) << (16 + data[1] % 9);
   c.size = le (data + 2, 8) & INT64_MAX;
   parent_size = le (data + 10, 8);
   in = data + 18;

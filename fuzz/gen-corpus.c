@@ -93,8 +93,8 @@ gen_chunk (struct chunk_codec *plain, struct chunk_codec *sealed)
 
   for (i = 0; i < sizeof text; i++)     /* compressible, not trivial */
     text[i] = "pullback fuzz seed "[i % 19] + (i / 512);
-  write_object ("chunk", "valid-plain-tiny", 0, plain, CHUNK_TYPE_CHUNK,
-                true, FUZZ_CHUNK_NAME, tiny, 4);
+  write_object ("chunk", "valid-plain-tiny", FUZZ_MODE_FIXSUM, plain,
+                CHUNK_TYPE_CHUNK, true, FUZZ_CHUNK_NAME, tiny, 4);
   write_object ("chunk", "valid-plain-empty", 0, plain, CHUNK_TYPE_CHUNK,
                 true, FUZZ_CHUNK_NAME, "", 0);
   write_object ("chunk", "valid-plain-zstd", FUZZ_MODE_FIXSUM, plain,
@@ -219,8 +219,10 @@ gen_record (struct chunk_codec *plain, struct chunk_codec *sealed)
 {
   char *text = record_text ();
 
-  write_object ("record", "valid-plain", 0, plain, CHUNK_TYPE_RECORD, false,
-                FUZZ_RECORD_NAME, text, strlen (text));
+  write_object ("record", "valid-plain", FUZZ_MODE_FIXSUM, plain,
+                CHUNK_TYPE_RECORD, false, FUZZ_RECORD_NAME, text, strlen (text));
+  write_object ("record", "valid-plain-unfixed", 0, plain, CHUNK_TYPE_RECORD,
+                false, FUZZ_RECORD_NAME, text, strlen (text));
   write_object ("record", "valid-plain-zstd", FUZZ_MODE_FIXSUM, plain,
                 CHUNK_TYPE_RECORD, true, FUZZ_RECORD_NAME, text, strlen (text));
   write_object ("record", "valid-sealed", FUZZ_MODE_SEALED, sealed,
@@ -330,7 +332,7 @@ plan_header (struct plan_input *in, uint8_t flags, unsigned shift,
 {
   in->n = 0;
   put (in, flags, 1);
-  put (in, shift - 12, 1);
+  put (in, shift - 16, 1);
   put (in, size, 8);
   put (in, parent, 8);
 }
@@ -386,7 +388,7 @@ gen_plan (void)
   write_seed ("plan", "valid-mixed-read", in.b, in.n);
 
   /* No base:allocation, no bitmap: no request at all; a short last chunk. */
-  plan_header (&in, 4, 12, 10000, 0);
+  plan_header (&in, 4, 16, 150000, 0);
   write_seed ("plan", "valid-no-contexts", in.b, in.n);
 }
 
