@@ -27,7 +27,7 @@
  * of the disk.  At most MAX_RUNS runs and MAX_CHUNKS chunks are taken per
  * input: a huge disk without base:allocation yields one READ run per
  * window with no request at all, and the plan's work is (rightly) linear
- * in the number of chunks.
+ * in the number of chunks.  At most MAX_READS chunks are read.
  */
 #include <config.h>
 
@@ -42,7 +42,8 @@
 #include "util.h"
 
 #define MAX_RUNS 512
-#define MAX_CHUNKS (UINT64_C (1) << 16)   /* 4 windows of 64 KiB chunks */
+#define MAX_CHUNKS (UINT64_C (1) << 15)   /* 2 windows of 64 KiB chunks */
+#define MAX_READS 4                        /* chunks of up to 16 MiB */
 #define BITMAP "fuzz"
 #define BITMAP_CTX "qemu:dirty-bitmap:" BITMAP
 
@@ -205,7 +206,7 @@ walk (struct reader_plan *p, struct reader_conn *c, uint32_t chunk_size,
   uint64_t nchunks = c->size / chunk_size + (c->size % chunk_size != 0);
   uint64_t next = 0;
   struct reader_run run;
-  unsigned runs;
+  unsigned runs, reads = 0;
   int r = 1;
 
   for (runs = 0; runs < MAX_RUNS && next < MAX_CHUNKS &&
@@ -216,7 +217,7 @@ walk (struct reader_plan *p, struct reader_conn *c, uint32_t chunk_size,
                 (run.kind == READER_ZERO && c->has_alloc) ||
                 (run.kind == READER_KEEP && c->bitmap));
     next = run.first + run.count;
-    if (run.kind == READER_READ && (flags & F_READ))
+    if (run.kind == READER_READ && (flags & F_READ) && reads++ < MAX_READS)
       read_chunk (p, c, chunk_size, run.first);
   }
   if (r == -1)
