@@ -42,8 +42,11 @@
 #include "util.h"
 
 #define MAX_RUNS 512
-#define MAX_CHUNKS (UINT64_C (1) << 15)   /* 2 windows of 64 KiB chunks */
-#define MAX_READS 4                        /* chunks of up to 16 MiB */
+#define MAX_CHUNKS (UINT64_C (1) << 14)   /* a window of 64 KiB chunks */
+#define MAX_READS 4
+/* Reads only with chunks of up to 1 MiB: the code is the same for larger
+ * ones, whose zero pieces cost a memset of up to 16 MiB each. */
+#define MAX_READ_CHUNK (UINT32_C (1) << 20)
 #define BITMAP "fuzz"
 #define BITMAP_CTX "qemu:dirty-bitmap:" BITMAP
 
@@ -217,7 +220,8 @@ walk (struct reader_plan *p, struct reader_conn *c, uint32_t chunk_size,
                 (run.kind == READER_ZERO && c->has_alloc) ||
                 (run.kind == READER_KEEP && c->bitmap));
     next = run.first + run.count;
-    if (run.kind == READER_READ && (flags & F_READ) && reads++ < MAX_READS)
+    if (run.kind == READER_READ && (flags & F_READ) &&
+        chunk_size <= MAX_READ_CHUNK && reads++ < MAX_READS)
       read_chunk (p, c, chunk_size, run.first);
   }
   if (r == -1)
