@@ -8,7 +8,9 @@
  *  1. replays every seed file (sorted by name, dot files skipped): a seed
  *     named "valid-*" must be accepted by the target (fuzz_accept), else
  *     the run fails, which proves the target reaches the decoder's body;
- *     "crash-*" files are regression inputs that once crashed it;
+ *     one named "reject-*" must be refused (a malformed input the decoder
+ *     must catch); "crash-*" files are regression inputs that once crashed
+ *     it (accepted or not);
  *  2. runs FUZZ_RUNS (default 3000) mutations of the seeds: bit flips,
  *     byte changes, truncations, inserts, erasures, duplicated ranges,
  *     interesting values and splices of two seeds, from a xorshift PRNG
@@ -18,8 +20,8 @@
  * crashes, the input is written to ./fuzz-crash-NAME first (replay it
  * with the same binary, or with the libFuzzer build).
  *
- * Exit status: 0, or 1 if a valid seed was refused, the corpus is empty
- * or has no valid seed.  A libFuzzer build is the tool for long runs
+ * Exit status: 0, or 1 if a valid seed was refused, a reject-* seed was
+ * accepted, the corpus is empty or has no valid seed.  A libFuzzer build is the tool for long runs
  * (README.md, "Fuzzing").
  */
 #include <config.h>
@@ -320,6 +322,8 @@ replay (void)
       if (!ok)
         die ("a valid seed was not accepted", seeds[i].name);
     }
+    if (strncmp (seeds[i].name, "reject-", 7) == 0 && ok)
+      die ("a reject-* seed was accepted", seeds[i].name);
   }
   return valid;
 }

@@ -84,6 +84,41 @@ write_object (const char *target, const char *name, uint8_t mode,
 
 /* ---- chunk ---- */
 
+/* A plain chunk "tiny" with byte OFF set to V (checksum fixed up). */
+static void
+chunk_reject (struct chunk_codec *plain, const char *name, size_t off,
+              uint8_t v)
+{
+  void *obj;
+  size_t len;
+  uint8_t seed[64];
+
+  if (chunk_encode (plain, CHUNK_TYPE_CHUNK, false, FUZZ_CHUNK_NAME, "tiny", 4,
+                    &obj, &len) == -1 || len + 2 > sizeof seed)
+    fail ("chunk_encode");
+  seed[0] = FUZZ_MODE_FIXSUM;
+  memcpy (seed + 1, obj, len);
+  if (off < len)
+    seed[1 + off] = v;
+  else
+    seed[1 + len++] = v;      /* one byte after the payload */
+  write_seed ("chunk", name, seed, len + 1);
+  free (obj);
+}
+
+static void
+gen_chunk_rejects (struct chunk_codec *plain)
+{
+  chunk_reject (plain, "reject-version", CHUNK_OFF_VERSION, 2);
+  chunk_reject (plain, "reject-type", CHUNK_OFF_TYPE, 3);
+  chunk_reject (plain, "reject-unknown-flag", CHUNK_OFF_FLAGS, 0x04);
+  chunk_reject (plain, "reject-encrypted-flag", CHUNK_OFF_FLAGS, 0x02);
+  chunk_reject (plain, "reject-raw-len", CHUNK_OFF_RAW_LEN, 5);
+  chunk_reject (plain, "reject-raw-huge", CHUNK_OFF_RAW_LEN + 3, 0xff);
+  chunk_reject (plain, "reject-payload-len", CHUNK_OFF_PAYLOAD_LEN, 3);
+  chunk_reject (plain, "reject-trailing", 1000, 0);
+}
+
 static void
 gen_chunk (struct chunk_codec *plain, struct chunk_codec *sealed)
 {
@@ -106,6 +141,7 @@ gen_chunk (struct chunk_codec *plain, struct chunk_codec *sealed)
   write_object ("chunk", "valid-sealed-zstd",
                 FUZZ_MODE_SEALED | FUZZ_MODE_FIXSUM, sealed,
                 CHUNK_TYPE_CHUNK, true, FUZZ_CHUNK_NAME, text, sizeof text);
+  gen_chunk_rejects (plain);
   write_object ("chunk", "valid-sealed-record",
                 FUZZ_MODE_SEALED | FUZZ_MODE_RECORD, sealed,
                 CHUNK_TYPE_RECORD, false, FUZZ_RECORD_NAME, "hello", 5);
@@ -134,6 +170,33 @@ make_node (unsigned level, unsigned n, size_t *len)
   return node;
 }
 
+/* A leaf of 3 ids with byte OFF set to V. */
+static void
+maptree_reject (const char *name, size_t off, uint8_t v, size_t cut)
+{
+  size_t len;
+  uint8_t *node = make_node (0, 3, &len), *raw = malloc (len + 1);
+
+  if (raw == NULL)
+    fail ("malloc");
+  raw[0] = 0;
+  memcpy (raw + 1, node, len);
+  raw[1 + off] = v;
+  write_seed ("maptree", name, raw, len + 1 - cut);
+  free (raw);
+  free (node);
+}
+
+static void
+gen_maptree_rejects (void)
+{
+  maptree_reject ("reject-magic", 0, 'X', 0);
+  maptree_reject ("reject-version", 4, 2, 0);
+  maptree_reject ("reject-count", 8, 4, 0);
+  maptree_reject ("reject-count-huge", 11, 0x80, 0);
+  maptree_reject ("reject-truncated", 0, 'P', 1);
+}
+
 static void
 gen_maptree (struct chunk_codec *plain)
 {
@@ -158,6 +221,7 @@ gen_maptree (struct chunk_codec *plain)
     free (raw);
     free (node);
   }
+  gen_maptree_rejects ();
 }
 
 /* ---- record ---- */
@@ -354,6 +418,63 @@ plan_reply (struct plan_input *in, unsigned ctx, unsigned n,
   }
 }
 
+/* What a server must not send: the plan refuses each (PB_E_NBD). */
+static void
+gen_plan_rejects (void)
+{
+  struct plan_input in;
+  static const uint32_t past[] = { 2097152 }, zero[] = { 65536, 0 };
+  static const uint32_t all[] = { 1048576 }, huge[] = { 0xffffffffu };
+  static const uint8_t data[] = { 0, 0 };
+
+  plan_header (&in, 1, 16, 1048576, 0);      /* past the end */
+  put (&in, 1, 1);
+  plan_reply (&in, 0, 1, past, data);
+  write_seed ("plan", "reject-beyond-end", in.b, in.n);
+
+  plan_header (&in, 1, 16, 1048576, 0);      /* a zero-length extent */
+  put (&in, 1, 1);
+  plan_reply (&in, 0, 2, zero, data);
+  write_seed ("plan", "reject-zero-length", in.b, in.n);
+
+  plan_header (&in, 1, 16, 1048576, 0);      /* overlapping: two replies */
+  put (&in, 2, 1);
+  plan_reply (&in, 0, 1, all, data);
+  plan_reply (&in, 0, 1, all, data);
+  write_seed ("plan", "reject-overlapping", in.b, in.n);
+
+  plan_header (&in, 1, 16, 1048576, 0);      /* for another offset */
+  put (&in, 1, 1);
+  put (&in, 0, 1);
+  put (&in, 1, 1);
+  put (&in, 1, 1);
+  put (&in, 65536, 4);
+  put (&in, 0, 1);
+  write_seed ("plan", "reject-other-offset", in.b, in.n);
+
+  plan_header (&in, 1, 16, 1048576, 0);      /* an empty reply */
+  put (&in, 1, 1);
+  plan_reply (&in, 0, 0, all, data);
+  write_seed ("plan", "reject-empty-reply", in.b, in.n);
+
+  plan_header (&in, 3, 16, 1048576, 1048576); /* no bitmap reply at all */
+  put (&in, 1, 1);
+  plan_reply (&in, 0, 1, all, data);
+  put (&in, 0, 1);
+  write_seed ("plan", "reject-no-progress", in.b, in.n);
+
+  plan_header (&in, 3, 16, 1048576, 1048576); /* the dirty bitmap past the end */
+  put (&in, 2, 1);
+  plan_reply (&in, 0, 1, all, data);
+  plan_reply (&in, 1, 1, huge, data);
+  write_seed ("plan", "reject-dirty-huge", in.b, in.n);
+
+  plan_header (&in, 1, 24, INT64_MAX, 0);    /* an export of 8 EiB, cut */
+  put (&in, 1, 1);
+  plan_reply (&in, 0, 1, huge, data);
+  write_seed ("plan", "reject-huge-export-cut", in.b, in.n);
+}
+
 static void
 gen_plan (void)
 {
@@ -390,6 +511,8 @@ gen_plan (void)
   /* No base:allocation, no bitmap: no request at all; a short last chunk. */
   plan_header (&in, 4, 16, 150000, 0);
   write_seed ("plan", "valid-no-contexts", in.b, in.n);
+
+  gen_plan_rejects ();
 }
 
 int

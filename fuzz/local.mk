@@ -66,4 +66,4 @@ fuzz-corpus: fuzz/gen-corpus
 	fuzz/gen-corpus $(srcdir)/fuzz/corpus
 .PHONY: fuzz-corpus
 
-EXTRA_DIST += fuzz/corpus fuzz/driver.c
+EXTRA_DIST += fuzz/corpus fuzz/driver.c fuzz/json.dict
