@@ -8,7 +8,7 @@
  * nbd_block_status, are replaced here by stubs that play the replies the
  * input describes.  Input (integers little-endian):
  *   u8  flags: 1 base:allocation negotiated, 2 incremental (a dirty
- *       bitmap), 4 read the first chunk of each READ run
+ *       bitmap), 4 read the first chunk of each run (of the first few)
  *   u8  chunk size 2^(16 + v % 9) (64 KiB to 16 MiB, a store's range:
  *       smaller ones only make each window longer to walk)
  *   u64 export size (top bit cleared: libnbd sizes are int64)
@@ -135,9 +135,11 @@ reader_pread (struct reader_conn *c, void *buf, size_t len, uint64_t off)
 
 /* ---- a stub of libnbd's nbd_block_status ---- */
 
-/* One reply from the input to CB: -1 if the input ran out or CB failed. */
+/* One reply from the input to CB: -1 if the input ran out or CB failed.
+ * FIRST: no reply of this command failed yet, so a failing CB must say
+ * why in *error (after that, the command has its error already). */
 static int
-one_reply (uint64_t offset, nbd_extent_callback cb)
+one_reply (uint64_t offset, nbd_extent_callback cb, bool first)
 {
   static const char *const names[] = {
     LIBNBD_CONTEXT_BASE_ALLOCATION, BITMAP_CTX, "qemu:allocation-depth"
@@ -163,23 +165,29 @@ one_reply (uint64_t offset, nbd_extent_callback cb)
                    h[1] ? offset + h[1] * UINT64_C (4096) : offset,
                    entries, 2 * h[2], &err);
   free (entries);
-  if (r == -1)
+  if (r == -1 && first)
     FUZZ_CHECK (err != 0);
   return r;
 }
 
+/* Like libnbd, go on calling CB for the replies after one it refused,
+ * and fail the command at the end. */
 int
 nbd_block_status (struct nbd_handle *h, uint64_t count, uint64_t offset,
                   nbd_extent_callback cb, uint32_t flags)
 {
   uint8_t n;
+  int r = 0;
 
   if (!take (&n, 1))
     return -1;
   for (n %= 4; n > 0; n--)
-    if (one_reply (offset, cb) == -1)
-      return -1;
-  return 0;
+    if (one_reply (offset, cb, r == 0) == -1) {
+      r = -1;
+      if (in_left == 0)
+        break;
+    }
+  return r;
 }
 
 /* ---- the target ---- */
@@ -220,8 +228,8 @@ walk (struct reader_plan *p, struct reader_conn *c, uint32_t chunk_size,
                 (run.kind == READER_ZERO && c->has_alloc) ||
                 (run.kind == READER_KEEP && c->bitmap));
     next = run.first + run.count;
-    if (run.kind == READER_READ && (flags & F_READ) &&
-        chunk_size <= MAX_READ_CHUNK && reads++ < MAX_READS)
+    if ((flags & F_READ) && chunk_size <= MAX_READ_CHUNK &&
+        reads++ < MAX_READS)
       read_chunk (p, c, chunk_size, run.first);
   }
   if (r == -1)

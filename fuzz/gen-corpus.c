@@ -377,7 +377,7 @@ gen_keys (const char *tmpdir)
 /* ---- plan ---- */
 
 struct plan_input {
-  uint8_t b[512];
+  uint8_t b[4096];
   size_t n;
 };
 
@@ -475,6 +475,42 @@ gen_plan_rejects (void)
   write_seed ("plan", "reject-huge-export-cut", in.b, in.n);
 }
 
+/* A reply of N extents of 256 bytes, alternately data and zero, then
+ * one data extent of LAST bytes. */
+static void
+plan_alternating (struct plan_input *in, unsigned n, uint32_t last)
+{
+  unsigned i;
+
+  put (in, 0, 1);
+  put (in, 0, 1);
+  put (in, n + 1, 1);
+  for (i = 0; i < n; i++) {
+    put (in, 256, 4);
+    put (in, i % 2 ? LIBNBD_STATE_ZERO : 0, 1);
+  }
+  put (in, last, 4);
+  put (in, 0, 1);
+}
+
+/* One chunk of 200 data and zero pieces: more than reader_read_chunk
+ * takes from one request (MAX_PIECES, 128), so it asks again from the
+ * 129th. */
+static void
+gen_plan_pieces (void)
+{
+  struct plan_input in;
+
+  plan_header (&in, 5, 16, 65536, 0);
+  put (&in, 1, 1);
+  plan_alternating (&in, 200, 65536 - 200 * 256);
+  put (&in, 1, 1);
+  plan_alternating (&in, 200, 65536 - 200 * 256);
+  put (&in, 1, 1);
+  plan_alternating (&in, 72, 65536 - 200 * 256);
+  write_seed ("plan", "valid-many-pieces", in.b, in.n);
+}
+
 static void
 gen_plan (void)
 {
@@ -513,6 +549,7 @@ gen_plan (void)
   write_seed ("plan", "valid-no-contexts", in.b, in.n);
 
   gen_plan_rejects ();
+  gen_plan_pieces ();
 }
 
 int
