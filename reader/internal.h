@@ -51,6 +51,18 @@ int target_tmp_create (const char *target, char **path, int *fd);
 int target_tmp_lock (const char *path, int *fd);
 unsigned target_tmp_sweep (const char *target);
 
+/* The two halves of point_record_check, apart so that fuzz/fuzz-record.c
+ * can drive them without a repository: parse the record's text (a JSON
+ * object, else NULL with PB_E_CORRUPT naming point ID and record NAME),
+ * and compare it with P for the repository of uuid UUID (as
+ * point_record_check does). */
+struct json_object;
+struct json_object *point_record_parse (const char *text, int64_t id,
+                                        const char *name);
+int point_record_compare (struct json_object *rec, const char *uuid,
+                          const struct catalog_point *p,
+                          const struct catalog_disk *only);
+
 /* Set by pullback_interrupt(); polled once per chunk. */
 extern volatile sig_atomic_t pullback_interrupted;
 

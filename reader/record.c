@@ -105,14 +105,15 @@ mismatch (const struct catalog_point *p, const char *disk, const char *field)
 }
 
 /* Identity of the point, then each disk (or only ONLY). */
-static int
-compare (struct pullback_repo *r, json_object *rec,
-         const struct catalog_point *p, const struct catalog_disk *only)
+int
+point_record_compare (json_object *rec, const char *uuid,
+                      const struct catalog_point *p,
+                      const struct catalog_disk *only)
 {
   size_t i;
 
   if (!str_is (rec, "format", "pullback-point") ||
-      !str_is (rec, "repository", pullback_repo_uuid (r)))
+      !str_is (rec, "repository", uuid))
     return mismatch (p, NULL, "format or repository differs");
   if (!int_is (rec, "id", p->id))
     return mismatch (p, NULL, "id differs");
@@ -141,7 +142,6 @@ load_record (struct pullback_repo *r, int64_t id)
   char name[64];
   CLEANUP_FREE char *buf = NULL;
   size_t len;
-  json_object *o;
 
   snprintf (name, sizeof name, "points/%010" PRId64, id);
   if (store_get_record (r->store, name, (void **) &buf, &len) == -1) {
@@ -152,7 +152,14 @@ load_record (struct pullback_repo *r, int64_t id)
       pb_prefix_error ("point %" PRId64 ", its point record", id);
     return NULL;
   }
-  o = json_tokener_parse (buf);
+  return point_record_parse (buf, id, name);
+}
+
+json_object *
+point_record_parse (const char *text, int64_t id, const char *name)
+{
+  json_object *o = json_tokener_parse (text);
+
   if (o == NULL || !json_object_is_type (o, json_type_object)) {
     json_object_put (o);
     set_error (PB_E_CORRUPT, 0, "point %" PRId64 ": point record %s is not "
@@ -171,7 +178,7 @@ point_record_check (struct pullback_repo *r, const struct catalog_point *p,
 
   if (rec == NULL)
     return -1;
-  ret = compare (r, rec, p, only);
+  ret = point_record_compare (rec, pullback_repo_uuid (r), p, only);
   json_object_put (rec);
   return ret;
 }
