@@ -111,6 +111,10 @@ int parse_options (const struct command *cmd, struct cli *c,
 #define POINT_SPEC_MAX 24
 int parse_point_spec (const char *arg, char spec[POINT_SPEC_MAX]);
 
+/* A --threads value: 1 to MAX_THREADS. */
+#define MAX_THREADS 64
+int parse_threads (const char *arg, unsigned *out);
+
 /* A --chunk-size value: parse_size plus a range check for uint32_t. */
 int parse_chunk_size (const char *arg, uint32_t *out);
 

@@ -58,28 +58,6 @@ retries_option (struct backup_args *a, const char *arg)
   return 0;
 }
 
-#define MAX_THREADS 64
-
-static int
-threads_option (struct backup_args *a, const char *arg)
-{
-  char *end;
-  unsigned long v;
-
-  if (option_once (&a->threads_arg, "--threads", arg) == -1)
-    return -1;
-  errno = 0;
-  v = strtoul (arg, &end, 10);
-  if (errno || *end || arg[0] < '1' || arg[0] > '9' || v < 1 ||
-      v > MAX_THREADS) {
-    set_error (PB_E_USAGE, 0, "--threads: '%s' is not a whole number from "
-               "1 to %d", arg, MAX_THREADS);
-    return -1;
-  }
-  a->threads = v;
-  return 0;
-}
-
 /* The first wait between attempts, in ms: $PULLBACK_RETRY_DELAY_MS (for
  * tests and impatient callers), else the library's default. */
 static unsigned
@@ -145,7 +123,9 @@ backup_option (void *ctx, int opt, const char *arg)
   case OPT_TLS_USERNAME:
     return option_once (&a->tls.username, "--tls-username", arg);
   case OPT_RETRIES: return retries_option (a, arg);
-  case OPT_THREADS: return threads_option (a, arg);
+  case OPT_THREADS:
+    return option_once (&a->threads_arg, "--threads", arg) == -1 ? -1 :
+      parse_threads (arg, &a->threads);
   }
   return unhandled_option (opt);
 }

@@ -21,6 +21,8 @@ struct restore_args {
   const char *repo, *vm, *disk, *to, *format;
   char point[POINT_SPEC_MAX];  /* "" if --point was not given */
   bool force;
+  const char *threads_arg;    /* --threads N */
+  unsigned threads;           /* 0: the library's default */
 };
 
 static int
@@ -47,6 +49,9 @@ restore_option (void *ctx, int opt, const char *arg)
   case OPT_TO: return option_once (&a->to, "--to", arg);
   case OPT_FORMAT: return check_format (&a->format, arg);
   case OPT_FORCE: a->force = true; return 0;
+  case OPT_THREADS:
+    return option_once (&a->threads_arg, "--threads", arg) == -1 ? -1 :
+      parse_threads (arg, &a->threads);
   case OPT_POINT: return parse_point_spec (arg, a->point);
   }
   return unhandled_option (opt);
@@ -119,6 +124,7 @@ do_restore (const struct cli *c, const struct restore_args *a,
   struct pullback_restore_opts opts = {
     .disk = a->disk, .target = a->to, .format = a->format,
     .force = a->force,
+    .threads = a->threads,
     .progress = progress_update, .progress_opaque = &p,
   };
   int ret;
@@ -167,6 +173,7 @@ static const struct option restore_options[] = {
   { "to", required_argument, NULL, OPT_TO },
   { "format", required_argument, NULL, OPT_FORMAT },
   { "force", no_argument, NULL, OPT_FORCE },
+  { "threads", required_argument, NULL, OPT_THREADS },
   OPTION_END
 };
 
@@ -175,8 +182,8 @@ const struct command cmd_restore = {
   .summary = "restore one disk of a point to a file or block device",
   .synopsis =
   "pullback restore --repo DIR --point ID|latest --vm NAME --disk NAME\n"
-  "                 --to PATH [--format raw|qcow2] [--force] [--json]\n"
-  "                 [--quiet]",
+  "                 --to PATH [--format raw|qcow2] [--force] [--threads N]\n"
+  "                 [--json] [--quiet]",
   .help =
   "Rebuild disk NAME of VM NAME as it was at the point.  Every chunk is\n"
   "checked against its id.  A file target is written beside PATH and\n"
@@ -190,6 +197,8 @@ const struct command cmd_restore = {
   "  --vm NAME           the VM (a point of another VM is refused)\n"
   "  --disk NAME         the disk to restore (e.g. vda)\n"
   "  --to PATH           the target file or block device\n"
+  "  --threads N         threads that read, check and decompress chunks\n"
+  "                      (1 to 64; default: one per CPU)\n"
   "  --format raw|qcow2  the target image format (default raw)\n"
   "  --force             replace an existing target\n"
   "  --json              print the result as one JSON object\n"

@@ -314,3 +314,20 @@ print_version (void)
 {
   printf ("pullback %s\n", PACKAGE_VERSION);
 }
+
+int
+parse_threads (const char *arg, unsigned *out)
+{
+  char *end;
+  unsigned long v;
+
+  errno = 0;
+  v = strtoul (arg, &end, 10);
+  if (errno || *end || arg[0] < '1' || arg[0] > '9' || v > MAX_THREADS) {
+    set_error (PB_E_USAGE, 0, "--threads: '%s' is not a whole number from "
+               "1 to %d", arg, MAX_THREADS);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}

@@ -10,7 +10,8 @@
 # and zero regions, about 3/4 data.  It is served read-only by qemu-nbd on a
 # Unix socket.  For each chunk size: a full backup, then 2000 scattered 4 KiB
 # writes recorded by a persistent dirty bitmap and an incremental backup,
-# then restore of the latest point to raw and to qcow2.  Prints a markdown
+# then restore of the latest point to raw and to qcow2.  Each timed command
+# starts after settle (lib.sh).  Prints a markdown
 # table (wall seconds, MB/s of virtual disk content, bytes stored, catalog
 # size) on stdout.
 set -euo pipefail
@@ -18,7 +19,7 @@ GIB=${1:-2}
 SIZES=${2:-"64K 256K 1M 4M"}
 W=${3:-$(mktemp -d /var/tmp/pullback-bench.XXXXXX)}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-PB=$TOP/pullback
+PB=${PB:-$TOP/pullback}  # bench/compare.sh passes its copy
 NBDPID=
 cleanup() { [ -n "$NBDPID" ] && kill "$NBDPID" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
@@ -44,6 +45,7 @@ for cs in $SIZES; do
   cp base.qcow2 disk.qcow2; rm -rf repo r.raw r.qcow2
   "$PB" init --repo repo --chunk-size "$cs" >/dev/null
   serve ""
+  settle
   t0=$(date +%s.%N)
   "$PB" backup --repo repo --vm bench --disk vda="$URI" --checkpoint c1 --json > full.json
   tf=$(secs "$t0")
@@ -54,11 +56,12 @@ import random; random.seed(42)
 for _ in range(2000): print('write -P 0x5a %d 4096' % (random.randrange(0, $GIB << 30, 4096)))" |
     sed 's/^/-c\n/' | tr '\n' '\0' | xargs -0 qemu-io -f qcow2 disk.qcow2 >/dev/null
   serve c1
+  settle
   t0=$(date +%s.%N)
   "$PB" backup --repo repo --vm bench --disk vda="$URI" --since c1 --bitmap vda=c1 --checkpoint c2 --json > inc.json
   ti=$(secs "$t0")
-  t0=$(date +%s.%N); "$PB" restore --repo repo --point latest --vm bench --disk vda --to r.raw >/dev/null; tr=$(secs "$t0")
-  t0=$(date +%s.%N); "$PB" restore --repo repo --point latest --vm bench --disk vda --to r.qcow2 --format qcow2 >/dev/null; tq=$(secs "$t0")
+  settle; t0=$(date +%s.%N); "$PB" restore --repo repo --point latest --vm bench --disk vda --to r.raw >/dev/null; tr=$(secs "$t0")
+  settle; t0=$(date +%s.%N); "$PB" restore --repo repo --point latest --vm bench --disk vda --to r.qcow2 --format qcow2 >/dev/null; tq=$(secs "$t0")
   qemu-img compare -q -f qcow2 -F raw disk.qcow2 r.raw
   qemu-img compare -q -f qcow2 -F qcow2 disk.qcow2 r.qcow2
   kill "$NBDPID"; NBDPID=

@@ -38,7 +38,8 @@ fill_image() {
       3) continue ;;
     esac
     qemu-img convert -n --image-opts "driver=raw,offset=$off,size=$stripe,file.driver=file,file.filename=$W/$f" \
-      --target-image-opts "driver=raw,offset=$((i * stripe)),size=$stripe,file.driver=nbd,file.server.type=unix,file.server.path=$W/w.sock"
+      --target-image-opts "driver=raw,offset=$((i * stripe)),size=$stripe,file.driver=nbd,file.server.type=unix,file.server.path=$W/w.sock" ||
+      { kill "$(cat w.pid)"; return 1; }  # do not leave the server behind
   done
   kill "$(cat w.pid)"; sleep 0.5
   rm -f sys.bin rnd.bin

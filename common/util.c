@@ -352,3 +352,11 @@ run_command (const char *const *argv, int errclass)
   set_error (errclass, 0, "%s failed: %s", argv[0], err[0] ? err : "(no message)");
   return -1;
 }
+
+unsigned
+pb_online_cpus (void)
+{
+  long n = sysconf (_SC_NPROCESSORS_ONLN);
+
+  return n < 1 ? 1 : n > 64 ? 64 : (unsigned) n;
+}

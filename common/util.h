@@ -80,4 +80,7 @@ void format_time (int64_t t, char *out, size_t len);
  * else -1 with an error (class ERRCLASS) that quotes its stderr. */
 int run_command (const char *const *argv, int errclass);
 
+/* Online CPUs, 1 to 64: the default number of worker threads. */
+unsigned pb_online_cpus (void);
+
 #endif /* PB_UTIL_H */

@@ -274,6 +274,8 @@ consume (void *opaque, struct pipe_slot *s)
 {
   struct disk_walk *dw = opaque;
 
+  if (s->failed)
+    goto err;
   if (s->kind == SLOT_KEPT)
     dw->dr->chunks_kept++;
   else if (s->kind == SLOT_ZERO)
@@ -298,6 +300,14 @@ consume (void *opaque, struct pipe_slot *s)
     return 0;
  err:
   pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, s->index);
+  return -1;
+}
+
+/* Name chunk I in the error just recorded; -1. */
+static int
+chunk_error (struct disk_walk *dw, uint64_t i)
+{
+  pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, i);
   return -1;
 }
 
@@ -359,7 +369,7 @@ read_chunk (struct disk_walk *dw, uint64_t i, const store_id *expect)
     s->expect = *expect;
   while (reader_read_chunk (dw->plan, i, s->buf, s->len, &nread) == -1)
     if (recover (dw, &attempt) == -1)
-      return -1;
+      return chunk_error (dw, i);
   dw->dr->bytes_read += nread;
   if (is_zero (s->buf, s->len)) {
     s->kind = SLOT_ZERO;
@@ -371,7 +381,7 @@ read_chunk (struct disk_walk *dw, uint64_t i, const store_id *expect)
   store_id_of (st, s->buf, s->len, &s->id);
   if (batch_pin (dw->b->batch, &s->id) == -1 ||
       (expect && note_healing (dw, &s->id, expect) == -1))
-    return -1;
+    return chunk_error (dw, i);
   chunk_pipe_submit (dw->pipe, s, true);
   return 0;
 }
@@ -389,14 +399,14 @@ keep_chunk (struct disk_walk *dw, uint64_t i)
   int r;
 
   if (maptree_reader_get (dw->ptree, i, &id) == -1)
-    return -1;
+    return chunk_error (dw, i);
   store_zero_id (dw->b->r->store, chunk_len (dw, i), &zero);
   if (memcmp (&id, &zero, sizeof zero) == 0 ||
       (dw->healing && idset_find (dw->healing, &id)))
     return emit (dw, i, SLOT_KEPT, &id);
   if ((r = store_has_chunk (dw->b->r->store, &id)) == 1)
     return emit (dw, i, SLOT_KEPT, &id);
-  return r == -1 ? -1 : read_chunk (dw, i, &id);
+  return r == -1 ? chunk_error (dw, i) : read_chunk (dw, i, &id);
 }
 
 static int
@@ -414,7 +424,7 @@ walk_chunk (struct disk_walk *dw, enum reader_kind kind, uint64_t i)
     return read_chunk (dw, i, NULL);
   }
   set_error (PB_E_FAIL, 0, "plan: unknown chunk kind %d", (int) kind);
-  return -1;
+  return chunk_error (dw, i);
 }
 
 static int
@@ -424,10 +434,10 @@ walk_run (struct disk_walk *dw, const struct reader_run *run)
   uint64_t i, cs = pullback_repo_chunk_size (b->r);
 
   for (i = run->first; i < run->first + run->count; i++) {
-    if (check_interrupt () == -1 || walk_chunk (dw, run->kind, i) == -1) {
-      pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, i);
+    /* Errors are named by chunk where they happen: a stored chunk's can
+     * surface only later, when its slot is consumed. */
+    if (check_interrupt () == -1 || walk_chunk (dw, run->kind, i) == -1)
       return -1;
-    }
     if (b->o->progress)
       b->o->progress (b->o->progress_opaque, dw->dr->name,
                       MIN ((i + 1) * cs, dw->size), dw->size);
@@ -697,15 +707,6 @@ set_mode (struct backup *b)
   return 0;
 }
 
-/* One chunk pipeline worker per online CPU. */
-static unsigned
-default_threads (void)
-{
-  long n = sysconf (_SC_NPROCESSORS_ONLN);
-
-  return n < 1 ? 1 : n > 64 ? 64 : (unsigned) n;
-}
-
 static int
 alloc_backup (struct backup *b)
 {
@@ -714,7 +715,7 @@ alloc_backup (struct backup *b)
   b->res = calloc (1, sizeof *b->res);
   b->conns = calloc (n, sizeof *b->conns);
   b->disks = calloc (n, sizeof *b->disks);
-  b->threads = b->o->threads ? b->o->threads : default_threads ();
+  b->threads = b->o->threads ? b->o->threads : pb_online_cpus ();
   if (b->res)
     b->res->disks = calloc (n, sizeof *b->res->disks);
   if (!b->res || !b->conns || !b->disks || !b->res->disks) {

@@ -95,15 +95,22 @@ int batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
                size_t len, uint64_t *stored);
 
 /* ---- The chunk pipeline (reader/pipeline.c) ----
- * Worker threads store chunks (compress, encrypt, write, fsync) while the
- * reading thread goes on; results come back in chunk order, through
- * CONSUME, on the reading thread (the only one that uses the catalog). */
+ * Worker threads store chunks (compress, encrypt, write, fsync; backup)
+ * or load them (read, check, decrypt, decompress; restore) while the
+ * calling thread goes on; results come back in chunk order, through
+ * CONSUME, on the calling thread (the only one that uses the catalog). */
+enum pipe_op {
+  PIPE_PUT,                     /* store BUF (LEN bytes) under ID */
+  PIPE_GET,                     /* read chunk ID into BUF (LEN expected) */
+};
+
 struct pipe_slot {
   /* Filled by the reading thread. */
   uint64_t index;
   size_t len;
   void *buf;                    /* the chunk's bytes (slot-owned) */
   store_id id;
+  enum pipe_op op;
   int kind;                     /* the caller's */
   bool repair;                  /* the caller's: compare with EXPECT */
   store_id expect;
@@ -113,6 +120,8 @@ struct pipe_slot {
   int errclass, err;
   char msg[1024];
 };
+/* Also called for a slot whose work failed (S->failed, the error already
+ * set): it may add context (pb_prefix_error); the pipeline then fails. */
 typedef int (*pipe_consume_fn) (void *opaque, struct pipe_slot *s);
 struct chunk_pipe;
 /* THREADS workers, slots of SLOT_SIZE bytes (2 per worker + 2). */
@@ -126,8 +135,8 @@ bool chunk_pipe_idle (struct chunk_pipe *p);
  * the oldest if every slot is out).  NULL on error (a worker's or
  * CONSUME's).  The slot is handed out only by submit. */
 struct pipe_slot *chunk_pipe_get (struct chunk_pipe *p);
-/* PUT: a worker stores S->buf under S->id; else S is done already. */
-void chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool put);
+/* WORK: a worker does S->op; else S is done already. */
+void chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool work);
 /* Wait for and consume everything handed out.  0 or -1. */
 int chunk_pipe_drain (struct chunk_pipe *p);
 

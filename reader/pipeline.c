@@ -1,4 +1,4 @@
-/* pullback - reader/pipeline.c: storing chunks on worker threads.
+/* pullback - reader/pipeline.c: storing and loading chunks on worker threads.
  *
  * A backup reads chunks in order over NBD, and each new chunk must then be
  * compressed (and encrypted), written to a temporary file, fsync'd and
@@ -10,6 +10,10 @@
  * thread, through the caller's callback: only that thread ever touches the
  * catalog, so the catalog needs no locking.  Memory is bounded by the
  * number of slots (2 per worker + 2), not by the disk.
+ *
+ * Restore uses the same ring the other way round: workers load chunks
+ * (read, check the checksum and id, decrypt, decompress) and the calling
+ * thread writes them to the target in order.
  *
  * Slots are used in order: [head, tail) are handed out and not yet
  * consumed; workers take the queued slots among them in order (from
@@ -47,14 +51,39 @@ struct chunk_pipe {
   bool stop;
 };
 
-/* Store slot S's chunk (outside the lock); an error is kept in S. */
-static void
+/* Store slot S's chunk: 1 new, 0 already there, -1 error. */
+static int
 put_slot (struct chunk_pipe *p, struct pipe_slot *s)
 {
   int r = store_put_chunk (p->store, &s->id, s->buf, s->len, &s->stored);
 
   if (r == 0 && store_stat_chunk (p->store, &s->id, &s->stored) == -1)
     r = -1;
+  return r;
+}
+
+/* Load slot S's chunk, which must hold exactly S->len bytes. */
+static int
+get_slot (struct chunk_pipe *p, struct pipe_slot *s)
+{
+  size_t got;
+
+  if (store_get_chunk (p->store, &s->id, s->buf, s->len, &got) == -1)
+    return -1;
+  if (got != s->len) {
+    set_error (PB_E_CORRUPT, 0, "chunk holds %zu bytes, expected %zu", got,
+               s->len);
+    return -1;
+  }
+  return 0;
+}
+
+/* Slot S's work (outside the lock); an error is kept in S. */
+static void
+work_slot (struct chunk_pipe *p, struct pipe_slot *s)
+{
+  int r = s->op == PIPE_GET ? get_slot (p, s) : put_slot (p, s);
+
   s->is_new = r == 1;
   s->failed = r == -1;
   if (s->failed) {
@@ -96,7 +125,7 @@ worker (void *arg)
   pthread_mutex_lock (&p->lock);
   while ((s = take (p)) != NULL) {
     pthread_mutex_unlock (&p->lock);
-    put_slot (p, s);
+    work_slot (p, s);
     pthread_mutex_lock (&p->lock);
     p->state[s - p->slots] = SLOT_DONE;
     pthread_cond_broadcast (&p->done);
@@ -203,6 +232,7 @@ consume_oldest (struct chunk_pipe *p, bool wait)
     return 0;
   if (s->failed) {
     set_error (s->errclass, s->err, "%s", s->msg);
+    p->consume (p->opaque, s);  /* to add its context */
     return -1;
   }
   if (p->consume (p->opaque, s) == -1)
@@ -228,16 +258,17 @@ chunk_pipe_get (struct chunk_pipe *p)
   s = &p->slots[p->tail % p->nslots];
   s->failed = s->is_new = false;
   s->stored = 0;
+  s->op = PIPE_PUT;
   return s;
 }
 
 void
-chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool put)
+chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool work)
 {
   pthread_mutex_lock (&p->lock);
-  p->state[s - p->slots] = put ? SLOT_QUEUED : SLOT_DONE;
+  p->state[s - p->slots] = work ? SLOT_QUEUED : SLOT_DONE;
   p->tail++;
-  if (put)
+  if (work)
     pthread_cond_signal (&p->work);
   pthread_mutex_unlock (&p->lock);
 }

@@ -159,6 +159,9 @@ struct pullback_restore_opts {
   bool force;                 /* replace an existing target */
   pullback_progress_fn progress;
   void *progress_opaque;
+  /* Worker threads that read, check and decompress chunks while the
+   * target is written (0: one per online CPU; at most 64). */
+  unsigned threads;
 };
 
 struct pullback_restore_result {

@@ -45,6 +45,7 @@ struct restore {
   char *tmp;                    /* file targets: the temporary image */
   int fd;                       /* raw targets */
   struct reader_conn *conn;     /* qcow2 targets */
+  struct chunk_pipe *pipe;      /* loads chunks on worker threads */
   uint64_t zero_start, zero_len; /* pending zero run (qcow2, block device) */
   void *buf;
   EVP_MD_CTX *digest;
@@ -243,42 +244,77 @@ add_zero (struct restore *rs, uint64_t off, uint64_t len)
 }
 
 static int
-write_data (struct restore *rs, uint64_t off, size_t len)
+write_data (struct restore *rs, const void *buf, uint64_t off, size_t len)
 {
   if (flush_zero (rs) == -1)
     return -1;
   if (rs->qcow2)
-    return reader_pwrite (rs->conn, rs->buf, len, off);
-  if (full_pwrite (rs->fd, rs->buf, len, off) == -1) {
+    return reader_pwrite (rs->conn, buf, len, off);
+  if (full_pwrite (rs->fd, buf, len, off) == -1) {
     set_error (PB_E_IO, errno, "write %s", rs->tmp ? rs->tmp : rs->o->target);
     return -1;
   }
   return 0;
 }
 
+/* In chunk order, on this thread: write what a worker loaded (and
+ * checked), or merge a zero chunk into the pending zero run. */
+static int
+consume (void *opaque, struct pipe_slot *s)
+{
+  struct restore *rs = opaque;
+  uint64_t off = s->index * rs->d->chunk_size;
+  int r = -1;
+
+  if (s->failed)
+    ;                           /* the worker's error: name the chunk */
+  else if (s->kind == 0) {
+    rs->res->bytes_zero += s->len;
+    r = add_zero (rs, off, s->len);
+  }
+  else {
+    rs->res->bytes_written += s->len;
+    r = write_data (rs, s->buf, off, s->len);
+  }
+  if (r == -1)
+    pb_prefix_error ("point %" PRId64 " disk '%s' chunk %" PRIu64
+                     " (offset %" PRIu64 ")", rs->p->id, rs->d->name,
+                     s->index, off);
+  return r;
+}
+
+/* Chunk I: zero chunks are written at once when nothing is pending, the
+ * others loaded by a worker. */
 static int
 restore_chunk (struct restore *rs, uint64_t i)
 {
   uint64_t off = i * rs->d->chunk_size;
-  size_t want = MIN ((uint64_t) rs->d->chunk_size, rs->d->size - off), len;
+  size_t want = MIN ((uint64_t) rs->d->chunk_size, rs->d->size - off);
+  struct pipe_slot one = { .index = i, .len = want }, *s = &one;
   store_id id, zero;
+  bool is_zero;
 
-  if (check_interrupt () == -1 || maptree_reader_get (rs->tree, i, &id) == -1)
+  if (check_interrupt () == -1)
     return -1;
+  if (maptree_reader_get (rs->tree, i, &id) == -1) {
+    pb_prefix_error ("point %" PRId64 " disk '%s' chunk %" PRIu64
+                     " (offset %" PRIu64 ")", rs->p->id, rs->d->name, i, off);
+    return -1;
+  }
   EVP_DigestUpdate (rs->digest, id.b, STORE_ID_LEN);
   store_zero_id (rs->r->store, want, &zero);
-  if (memcmp (id.b, zero.b, STORE_ID_LEN) == 0) {
-    rs->res->bytes_zero += want;
-    return add_zero (rs, off, want);
-  }
-  if (store_get_chunk (rs->r->store, &id, rs->buf, want, &len) == -1)
+  is_zero = memcmp (id.b, zero.b, STORE_ID_LEN) == 0;
+  if (is_zero && chunk_pipe_idle (rs->pipe))
+    return consume (rs, &one);
+  if ((s = chunk_pipe_get (rs->pipe)) == NULL)
     return -1;
-  if (len != want) {
-    set_error (PB_E_CORRUPT, 0, "chunk holds %zu bytes, expected %zu", len, want);
-    return -1;
-  }
-  rs->res->bytes_written += len;
-  return write_data (rs, off, len);
+  s->index = i;
+  s->len = want;
+  s->id = id;
+  s->kind = !is_zero;
+  s->op = PIPE_GET;
+  chunk_pipe_submit (rs->pipe, s, !is_zero);
+  return 0;
 }
 
 static int
@@ -287,17 +323,17 @@ restore_chunks (struct restore *rs)
   uint64_t i, n = div_round_up (rs->d->size, rs->d->chunk_size);
 
   for (i = 0; i < n; i++) {
-    if (restore_chunk (rs, i) == -1) {
-      pb_prefix_error ("point %" PRId64 " disk '%s' chunk %" PRIu64
-                       " (offset %" PRIu64 ")", rs->p->id, rs->d->name, i,
-                       i * rs->d->chunk_size);
+    /* Errors are named by chunk where they happen: a loaded chunk's can
+     * surface only later, when its slot is consumed. */
+    if (restore_chunk (rs, i) == -1)
       return -1;
-    }
     if (rs->o->progress)
       rs->o->progress (rs->o->progress_opaque, rs->d->name,
                        MIN ((i + 1) * rs->d->chunk_size, rs->d->size),
                        rs->d->size);
   }
+  if (chunk_pipe_drain (rs->pipe) == -1)
+    return -1;
   return flush_zero (rs);
 }
 
@@ -362,7 +398,10 @@ open_point (struct restore *rs)
                                  div_round_up (rs->d->size, rs->d->chunk_size));
   rs->buf = malloc (rs->d->chunk_size);
   rs->digest = EVP_MD_CTX_new ();
+  rs->pipe = chunk_pipe_new (rs->r->store, rs->o->threads ? rs->o->threads :
+                             pb_online_cpus (), rs->d->chunk_size, consume, rs);
   if (rs->tree == NULL || rs->buf == NULL || rs->digest == NULL ||
+      rs->pipe == NULL ||
       EVP_DigestInit_ex (rs->digest, EVP_sha256 (), NULL) != 1) {
     if (rs->tree)
       set_error (PB_E_FAIL, errno, "out of memory");
@@ -374,6 +413,7 @@ open_point (struct restore *rs)
 static void
 free_restore (struct restore *rs)
 {
+  chunk_pipe_free (rs->pipe);   /* first: its workers use the store */
   reader_close (rs->conn);
   if (rs->fd >= 0)
     close (rs->fd);

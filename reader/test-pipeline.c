@@ -10,7 +10,9 @@
  * stores of all worker counts hold the same objects; a put that fails
  * (a chunk too large for the store) stops the pipeline with that error,
  * named, from get or drain; freeing a pipeline with work outstanding
- * joins its workers (valgrind: no leak, no use after free).
+ * joins its workers (valgrind: no leak, no use after free).  Loading
+ * (restore's way round): every chunk comes back checked, in order, with
+ * its bytes; a missing one fails the pipeline, named.
  */
 #include <config.h>
 
@@ -185,6 +187,67 @@ test_failure (struct store *s)
   chunk_pipe_free (p);
 }
 
+/* GET: workers load chunks (checked) into slots, consumed in order with
+ * the right bytes; a missing chunk fails, named by its id. */
+struct loads {
+  uint64_t next;
+  bool ok;
+};
+
+static int
+check_load (void *opaque, struct pipe_slot *s)
+{
+  struct loads *l = opaque;
+  uint8_t want[CS];
+  size_t len;
+
+  if (s->failed)
+    return -1;
+  len = fill (s->index, want);
+  if (s->index < l->next || s->len != len || memcmp (s->buf, want, len))
+    l->ok = false;
+  l->next = s->index + 1;
+  return 0;
+}
+
+static void
+test_get (struct store *s, unsigned threads)
+{
+  struct loads l = { .ok = true };
+  struct chunk_pipe *p = chunk_pipe_new (s, threads, CS, check_load, &l);
+  uint8_t tmp[CS];
+  uint64_t i;
+  struct pipe_slot *sl;
+
+  REQUIRE (p != NULL);
+  for (i = 0; i < NCHUNKS; i++) {
+    if (i % 11 == 3)
+      continue;                 /* never stored */
+    REQUIRE ((sl = chunk_pipe_get (p)) != NULL);
+    sl->index = i;
+    sl->len = fill (i, tmp);
+    store_id_of (s, tmp, sl->len, &sl->id);
+    sl->op = PIPE_GET;
+    chunk_pipe_submit (p, sl, true);
+  }
+  CHECK (chunk_pipe_drain (p) == 0 && l.ok && l.next == NCHUNKS,
+         "%u workers: every chunk loaded, checked, in order, right bytes",
+         threads);
+  chunk_pipe_free (p);
+  p = chunk_pipe_new (s, threads, CS, never, NULL);
+  REQUIRE (p != NULL && (sl = chunk_pipe_get (p)) != NULL);
+  sl->index = 0;
+  sl->len = 100;
+  memset (&sl->id, 0xab, sizeof sl->id);
+  sl->op = PIPE_GET;
+  chunk_pipe_submit (p, sl, true);
+  CHECK (chunk_pipe_drain (p) == -1 && pb_get_errclass () == PB_E_CORRUPT &&
+         strstr (pb_get_error (), "abababab") && strstr (pb_get_error (), "missing"),
+         "%u workers: a missing chunk fails the load: %s", threads,
+         pb_get_error ());
+  chunk_pipe_free (p);
+}
+
 /* Free with work still queued: the workers are joined, nothing leaks. */
 static void
 test_free_busy (struct store *s)
@@ -223,6 +286,7 @@ main (void)
     REQUIRE (s != NULL);
     run_pipe (s, threads[t], false);
     run_pipe (s, threads[t], true);     /* again: everything known */
+    test_get (s, threads[t]);
     n[t] = objects (s);
     if (t == 0) {
       test_failure (s);
