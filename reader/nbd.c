@@ -60,6 +60,8 @@ struct reader_conn {
   uint64_t size;
   uint32_t max_request;
   bool has_alloc;
+  int write_errno;     /* first failed asynchronous write, 0 if none */
+  uint64_t write_off;  /* ... and its offset */
 };
 
 /* libnbd's last message without its trailing ": strerror (errno)", which
@@ -761,9 +763,102 @@ reader_zero (struct reader_conn *c, uint64_t len, uint64_t off)
   return 0;
 }
 
+/* ---- Asynchronous writes (restore to qcow2) ----
+ * Each write waits for qemu-nbd's reply, so one at a time the restore
+ * would spend most of its time idle; up to WRITES_IN_FLIGHT writes are
+ * queued instead, each from its own copy of the data (the caller's buffer
+ * is reused at once).  A failure is kept and reported by the next call or
+ * by reader_wait_writes. */
+#define WRITES_IN_FLIGHT 16
+
+struct pending_write {
+  struct reader_conn *c;
+  void *data;
+  uint64_t off;
+};
+
+static int
+write_done (void *opaque, int *error)
+{
+  struct pending_write *w = opaque;
+
+  if (*error && w->c->write_errno == 0) {
+    w->c->write_errno = *error;
+    w->c->write_off = w->off;
+  }
+  return 1;                     /* retire the command */
+}
+
+static void
+write_free (void *opaque)
+{
+  struct pending_write *w = opaque;
+
+  free (w->data);
+  free (w);
+}
+
+static int
+write_failed (struct reader_conn *c)
+{
+  set_error (PB_E_NBD, c->write_errno, "write %s at offset %" PRIu64,
+             c->name, c->write_off);
+  return -1;
+}
+
+/* Until at most MAX writes are in flight. */
+static int
+wait_writes (struct reader_conn *c, int64_t max)
+{
+  while (nbd_aio_in_flight (c->nbd) > max)
+    if (nbd_poll (c->nbd, -1) == -1) {
+      conn_error (c, PB_E_NBD, "write");
+      return -1;
+    }
+  return c->write_errno ? write_failed (c) : 0;
+}
+
+int
+reader_pwrite_async (struct reader_conn *c, const void *buf, size_t len,
+                     uint64_t off)
+{
+  struct pending_write *w;
+
+  if (len > c->max_request)
+    return wait_writes (c, 0) == -1 ? -1 : reader_pwrite (c, buf, len, off);
+  if (check_range (c, "write", len, off) == -1 ||
+      wait_writes (c, WRITES_IN_FLIGHT - 1) == -1)
+    return -1;
+  if ((w = malloc (sizeof *w)) == NULL || (w->data = malloc (len)) == NULL) {
+    free (w);
+    set_error (PB_E_FAIL, errno, "out of memory");
+    return -1;
+  }
+  memcpy (w->data, buf, len);
+  w->c = c;
+  w->off = off;
+  if (nbd_aio_pwrite (c->nbd, w->data, len, off,
+                      (nbd_completion_callback) { .callback = write_done,
+                                                  .user_data = w,
+                                                  .free = write_free }, 0)
+      == -1) {
+    reader_nbd_error (c, "write", off);
+    return -1;
+  }
+  return 0;
+}
+
+int
+reader_wait_writes (struct reader_conn *c)
+{
+  return wait_writes (c, 0);
+}
+
 int
 reader_flush (struct reader_conn *c)
 {
+  if (reader_wait_writes (c) == -1)
+    return -1;
   if (nbd_can_flush (c->nbd) != 1)
     return 0;
   if (nbd_flush (c->nbd, 0) == -1) {

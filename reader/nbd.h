@@ -77,7 +77,12 @@ uint32_t reader_max_request (struct reader_conn *c);
 int reader_pread (struct reader_conn *c, void *buf, size_t len, uint64_t off);
 int reader_pwrite (struct reader_conn *c, const void *buf, size_t len, uint64_t off);
 int reader_zero (struct reader_conn *c, uint64_t len, uint64_t off);
-int reader_flush (struct reader_conn *c);
+int reader_flush (struct reader_conn *c);   /* waits for async writes too */
+/* Queue a write (up to 16 in flight; the data is copied).  A failure is
+ * reported by a later call, by reader_wait_writes or by reader_flush. */
+int reader_pwrite_async (struct reader_conn *c, const void *buf, size_t len,
+                         uint64_t off);
+int reader_wait_writes (struct reader_conn *c);
 
 /* ---- Plans ----
  * A plan walks the disk chunk by chunk in ascending order, fetching block

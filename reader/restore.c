@@ -222,11 +222,11 @@ flush_zero (struct restore *rs)
   rs->zero_len = 0;
   if (len == 0)
     return 0;
-  if (rs->qcow2)
-    return reader_zero (rs->conn, len, off);
   if (rs->blockdev)
     return zero_blockdev (rs, off, len);
-  return 0;                     /* raw file: already a hole */
+  /* A raw file target is new and sparse, a qcow2 target new and empty
+   * (qemu-img create): unwritten ranges already read as zeros. */
+  return 0;
 }
 
 static int
@@ -249,7 +249,7 @@ write_data (struct restore *rs, const void *buf, uint64_t off, size_t len)
   if (flush_zero (rs) == -1)
     return -1;
   if (rs->qcow2)
-    return reader_pwrite (rs->conn, buf, len, off);
+    return reader_pwrite_async (rs->conn, buf, len, off);
   if (full_pwrite (rs->fd, buf, len, off) == -1) {
     set_error (PB_E_IO, errno, "write %s", rs->tmp ? rs->tmp : rs->o->target);
     return -1;
