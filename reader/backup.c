@@ -131,6 +131,40 @@ check_opts (const struct pullback_backup_opts *o)
   return check_disks (o) == -1 ? -1 : check_bitmaps (o);
 }
 
+/* With --fallback-full, the error just recorded is why a full backup is
+ * taken instead of the incremental. */
+static int
+fall_back (struct backup *b)
+{
+  if (asprintf (&b->res->fallback_reason, "%s; took a full backup instead "
+                "(--fallback-full)", pb_get_error ()) == -1) {
+    set_error (PB_E_FAIL, errno, "asprintf");
+    return -1;
+  }
+  return 0;
+}
+
+/* An incremental inherits the parent's map, so the parent must be what
+ * its record in the store says it is (size, map root, digest of every
+ * disk): a damaged parent is not built on.  Its chunks are checked one by
+ * one as they are inherited (keep_chunk). */
+static int
+check_parent (struct backup *b)
+{
+  if (point_record_check (b->r, b->parent, NULL) == 0)
+    return 0;
+  if (pb_get_errclass () != PB_E_CORRUPT)
+    return -1;
+  pb_prefix_error ("the parent point %" PRId64 " (checkpoint %s) is damaged, "
+                   "so no incremental can be based on it", b->parent->id,
+                   b->o->since);
+  if (!b->o->fallback_full)
+    return -1;
+  catalog_point_free (b->parent);
+  b->parent = NULL;
+  return fall_back (b);
+}
+
 /* --since: the parent point, or a full backup with --fallback-full. */
 static int
 find_parent (struct backup *b)
@@ -141,16 +175,11 @@ find_parent (struct backup *b)
     return 0;
   if (catalog_find_checkpoint (b->r->cat, b->o->vm, b->o->since, &id) == 0) {
     b->parent = catalog_get_point (b->r->cat, id);
-    return b->parent ? 0 : -1;
+    return b->parent ? check_parent (b) : -1;
   }
   if (pb_get_errclass () != PB_E_CHECKPOINT || !b->o->fallback_full)
     return -1;
-  if (asprintf (&b->res->fallback_reason, "%s; took a full backup instead "
-                "(--fallback-full)", pb_get_error ()) == -1) {
-    set_error (PB_E_FAIL, errno, "asprintf");
-    return -1;
-  }
-  return 0;
+  return fall_back (b);
 }
 
 static const struct catalog_disk *

@@ -22,7 +22,10 @@
 #    parent lost unchanged chunks (Y, Z) reads them again (chunks_repaired),
 #    and one the dirty bitmap missed is reported (bitmap_mismatches, a
 #    warning) with the disk's true content recorded; a backup that meets
-#    X's content stores it again; then verify passes and P1-P3 restore.
+#    X's content stores it again; then verify passes and P1-P3 restore;
+#  - an incremental on a parent whose point record is damaged is refused
+#    [7], nothing recorded; with --fallback-full it is a full backup that
+#    says why (fallback_reason, a warning) and restores exactly.
 source "$(dirname "$0")/functions.sh"
 requires qemu-img qemu-io qemu-nbd python3
 
@@ -207,4 +210,20 @@ BITMAP= backup "$T/heal.qcow2" vm3 "$T/heal.json"
 pullback verify --repo "$REPO" --json >"$T/healed.json" || fail "verify after healing: $(cat "$T/healed.json")"
 check_restore "$REPO" "$P1" vm1 vda "$T/p1.raw"
 check_restore "$REPO" "$P2" vm1 vda "$T/p2.raw"
+
+step "a damaged parent is not built on: refused [7], or a full backup with --fallback-full"
+REC=$REPO/store/points/$(printf %010d "$P5")
+"$PYTHON" -c 'import os, sys; n = os.path.getsize(sys.argv[1]) // 2; f = open(sys.argv[1], "r+b"); f.seek(n); b = f.read(1); f.seek(n); f.write(bytes([b[0] ^ 8]))' "$REC"
+BEFORE=$(point_ids "$REPO")
+start_qemu_nbd vda -r -f qcow2 -B cp4 "$IMG"
+expect_fail 7 pullback backup --repo "$REPO" --vm vm1 --disk "vda=$(nbd_uri vda)" --since cp4 --bitmap vda=cp4
+expect_err "parent point $P5 (checkpoint cp4) is damaged"
+[ "$(point_ids "$REPO")" = "$BEFORE" ] || fail "a refused incremental recorded a point"
+pullback backup --repo "$REPO" --vm vm1 --disk "vda=$(nbd_uri vda)" --since cp4 --bitmap vda=cp4 \
+  --fallback-full --json >"$T/b6.json" 2>"$T/b6.err"
+stop_server vda
+[ "$(json_get "$T/b6.json" .mode)" = full ] || fail "--fallback-full did not take a full backup"
+json_get "$T/b6.json" .fallback_reason | grep -q "is damaged" || fail "fallback_reason: $(cat "$T/b6.json")"
+grep -q "warning: .*damaged.*took a full backup instead" "$T/b6.err" || fail "no warning: $(cat "$T/b6.err")"
+check_restore "$REPO" "$(json_get "$T/b6.json" .point)" vm1 vda "$T/p5.raw"
 echo PASS
