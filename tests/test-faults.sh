@@ -31,7 +31,7 @@
 #    killed and not restarted: [4] (test-bad-input.sh covers the rest).
 # Every mount is made inside $T and undone at exit.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit qemu-img python3 sha256sum
+requires nbdkit qemu-img python3 sha256sum sqlite3
 requires_root
 
 IMG=$T/disk.raw REPO=$T/repo SIZE=$((16 * M))
@@ -140,8 +140,11 @@ start_nbdkit slow --filter=delay file "$T/new.raw" rdelay=30ms   # 64 reads: 2 s
 "${BK[@]}" --disk "vda=$(nbd_uri slow)" --json >"$T/mv.json" 2>"$T/mv.err" &
 BPID=$!
 track_pid "$BPID"
-sleep 0.7
-pid_alive "$BPID" || fail "slow backup ended within 0.7 s: $(cat "$T/mv.err")"
+# Renamed once the backup holds its lease (it is then reading), however
+# slowly it started (under valgrind, seconds).
+lease_taken() { [ "$(sqlite3 "$REPO/catalog.db" 'SELECT count(*) FROM lease' 2>/dev/null)" = 1 ]; }
+wait_for 60 "the backup's writer lease" lease_taken
+pid_alive "$BPID" || fail "slow backup ended before the rename: $(cat "$T/mv.err")"
 mv "$REPO" "$T/moved"
 RC=0
 wait "$BPID" || RC=$?
