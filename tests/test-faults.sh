@@ -240,12 +240,15 @@ intact
 # request with ESHUTDOWN while the connection stays up.
 for sig in KILL TERM; do
   step "server stopped by SIG$sig mid-backup, restarted on the same socket: reconnected"
-  start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
+  rm -f "$T/kill.log"
+  start_nbdkit kill --filter=log --filter=delay file "$IMG" rdelay=30ms logfile="$T/kill.log"
   "${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 5 --json >"$T/kill.json" 2>"$T/kill.err" &
   BPID=$!
   track_pid "$BPID"
-  sleep 0.7
-  pid_alive "$BPID" || fail "slow backup ended within 0.7 s: $(cat "$T/kill.err")"
+  # Stopped once the backup is reading (however slowly it started: under
+  # valgrind, seconds), so that it loses the server mid-way.
+  wait_for 60 "the backup's first reads" grep -q "Read id=" "$T/kill.log"
+  pid_alive "$BPID" || fail "slow backup ended before the server was stopped: $(cat "$T/kill.err")"
   kill -$sig "$(server_pid kill)"
   stop_server kill
   start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
