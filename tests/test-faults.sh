@@ -264,12 +264,13 @@ for sig in KILL TERM; do
 done
 
 step "killed and not restarted: exit 4 after the retries, no point"
-start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
+rm -f "$T/kill.log"
+start_nbdkit kill --filter=log --filter=delay file "$IMG" rdelay=30ms logfile="$T/kill.log"
 "${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 2 >"$T/dead.out" 2>"$T/dead.err" &
 BPID=$!
 track_pid "$BPID"
-sleep 0.5
-pid_alive "$BPID" || fail "slow backup ended within 0.5 s: $(cat "$T/dead.err")"
+wait_for 60 "the backup's first reads" grep -q "Read id=" "$T/kill.log"
+pid_alive "$BPID" || fail "slow backup ended before the server was stopped: $(cat "$T/dead.err")"
 stop_server kill
 RC=0
 wait "$BPID" || RC=$?
