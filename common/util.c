@@ -187,31 +187,11 @@ fsync_dir (const char *path)
 int
 mkdir_p (const char *path, mode_t mode)
 {
-  CLEANUP_FREE char *copy = strdup (path);
-  char *p;
-
-  if (copy == NULL) {
-    set_error (PB_E_FAIL, errno, "strdup");
-    return -1;
-  }
-  for (p = copy + 1; ; p++) {
-    if (*p != '/' && *p != '\0')
-      continue;
-    char saved = *p;
-    *p = '\0';
-    if (mkdir (copy, mode) == -1 && errno != EEXIST) {
-      set_error (PB_E_IO, errno, "mkdir %s", copy);
-      return -1;
-    }
-    *p = saved;
-    if (saved == '\0')
-      break;
-  }
-  return 0;
+  return mkdir_below (path, 0, mode);
 }
 
-/* mkdir_p's loop is the same; BELOW (at most strlen (PATH)) bytes of PATH
- * are taken as existing and never made. */
+/* Like mkdir -p, but the first BELOW (at most strlen (PATH)) bytes of
+ * PATH are taken as existing and never made (mkdir_p: BELOW = 0). */
 int
 mkdir_below (const char *path, size_t below, mode_t mode)
 {

@@ -257,6 +257,9 @@ write_data (struct restore *rs, const void *buf, uint64_t off, size_t len)
   return 0;
 }
 
+/* What a restore slot holds. */
+enum { SLOT_ZERO, SLOT_DATA };
+
 /* In chunk order, on this thread: write what a worker loaded (and
  * checked), or merge a zero chunk into the pending zero run. */
 static int
@@ -268,7 +271,7 @@ consume (void *opaque, struct pipe_slot *s)
 
   if (s->failed)
     ;                           /* the worker's error: name the chunk */
-  else if (s->kind == 0) {
+  else if (s->kind == SLOT_ZERO) {
     rs->res->bytes_zero += s->len;
     r = add_zero (rs, off, s->len);
   }
@@ -290,7 +293,7 @@ restore_chunk (struct restore *rs, uint64_t i)
 {
   uint64_t off = i * rs->d->chunk_size;
   size_t want = MIN ((uint64_t) rs->d->chunk_size, rs->d->size - off);
-  struct pipe_slot one = { .index = i, .len = want }, *s = &one;
+  struct pipe_slot one = { .index = i, .len = want, .kind = SLOT_ZERO }, *s = &one;
   store_id id, zero;
   bool is_zero;
 
@@ -311,7 +314,7 @@ restore_chunk (struct restore *rs, uint64_t i)
   s->index = i;
   s->len = want;
   s->id = id;
-  s->kind = !is_zero;
+  s->kind = is_zero ? SLOT_ZERO : SLOT_DATA;
   s->op = PIPE_GET;
   chunk_pipe_submit (rs->pipe, s, !is_zero);
   return 0;

@@ -236,19 +236,27 @@ expect_fail 4 "${BK[@]}" --disk "vda=$(nbd_uri short)" --retries 1
 stop_server short
 intact
 
+# backup_reading OUT ERR BACKUP-OPTIONS...: a backup from a slow, logging
+# nbdkit "kill" in the background ($BPID), returned once it is reading
+# (however slowly it started: under valgrind, seconds), so that stopping
+# the server then makes it lose the server mid-way.
+backup_reading() {
+  local out=$1 err=$2
+  shift 2
+  rm -f "$T/kill.log"
+  start_nbdkit kill --filter=log --filter=delay file "$IMG" rdelay=30ms logfile="$T/kill.log"
+  "${BK[@]}" --disk "vda=$(nbd_uri kill)" "$@" >"$out" 2>"$err" &
+  BPID=$!
+  track_pid "$BPID"
+  wait_for 60 "the backup's first reads" grep -q "Read id=" "$T/kill.log"
+  pid_alive "$BPID" || fail "slow backup ended before the server was stopped: $(cat "$err")"
+}
+
 # SIGKILL: the connection drops.  SIGTERM: nbdkit first answers every
 # request with ESHUTDOWN while the connection stays up.
 for sig in KILL TERM; do
   step "server stopped by SIG$sig mid-backup, restarted on the same socket: reconnected"
-  rm -f "$T/kill.log"
-  start_nbdkit kill --filter=log --filter=delay file "$IMG" rdelay=30ms logfile="$T/kill.log"
-  "${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 5 --json >"$T/kill.json" 2>"$T/kill.err" &
-  BPID=$!
-  track_pid "$BPID"
-  # Stopped once the backup is reading (however slowly it started: under
-  # valgrind, seconds), so that it loses the server mid-way.
-  wait_for 60 "the backup's first reads" grep -q "Read id=" "$T/kill.log"
-  pid_alive "$BPID" || fail "slow backup ended before the server was stopped: $(cat "$T/kill.err")"
+  backup_reading "$T/kill.json" "$T/kill.err" --retries 5 --json
   kill -$sig "$(server_pid kill)"
   stop_server kill
   start_nbdkit kill --filter=delay file "$IMG" rdelay=30ms
@@ -264,13 +272,7 @@ for sig in KILL TERM; do
 done
 
 step "killed and not restarted: exit 4 after the retries, no point"
-rm -f "$T/kill.log"
-start_nbdkit kill --filter=log --filter=delay file "$IMG" rdelay=30ms logfile="$T/kill.log"
-"${BK[@]}" --disk "vda=$(nbd_uri kill)" --retries 2 >"$T/dead.out" 2>"$T/dead.err" &
-BPID=$!
-track_pid "$BPID"
-wait_for 60 "the backup's first reads" grep -q "Read id=" "$T/kill.log"
-pid_alive "$BPID" || fail "slow backup ended before the server was stopped: $(cat "$T/dead.err")"
+backup_reading "$T/dead.out" "$T/dead.err" --retries 2
 stop_server kill
 RC=0
 wait "$BPID" || RC=$?
