@@ -185,13 +185,15 @@ src_at() { # FILE INDEX: wrap around within the file
   echo "$1 $(( ($2 * STRIPE) % (sz - STRIPE + 4096) / 4096 * 4096 ))"
 }
 
-# write_stripes IMAGE GAP: data stripe I goes to offset I*GAP.
+# write_stripes IMAGE GAP: data stripe I goes to offset I*GAP.  -S 0: the
+# zero blocks inside binaries are written as data (as a guest writes
+# them), so that the image holds exactly DATA_MIB of allocated data.
 write_stripes() {
   local img=$1 gap=$2 i f off
   serve w "$img" "" rw
   for ((i = 0; i < NSTRIPES; i++)); do
     read -r f off < <(stripe_source "$i")
-    qemu-img convert -n --image-opts \
+    qemu-img convert -n -S 0 --image-opts \
       "driver=raw,offset=$off,size=$STRIPE,file.driver=file,file.filename=$W/$f" \
       --target-image-opts \
       "driver=raw,offset=$((i * gap)),size=$STRIPE,file.driver=nbd,file.server.type=unix,file.server.path=$W/w.sock"
@@ -280,7 +282,12 @@ slots = [(2 * s * stripe) // 65536 + k for s in range(nstripes) for k in range(p
 for off in random.sample(slots, min(len(slots), int(size * pct / 100) // 65536)):
     print("write -s %s/%d %d 65536" % (sys.argv[6], random.randrange(1024), off * 65536))
 EOF2
-  sed 's/^/-c\n/' writes.io | tr '\n' '\0' | xargs -0 qemu-io -f qcow2 "$3" > /dev/null
+  # On stdin, one command a line: as arguments (-c) a long list would be
+  # split by xargs, and a split between -c and its command fails silently.
+  local wrote
+  wrote=$(qemu-io -f qcow2 "$3" < writes.io | grep -c 'wrote 65536/65536 bytes' || true)
+  [ "$wrote" = "$(wc -l < writes.io)" ] ||
+    { echo "$0: rewrite $1%: qemu-io made $wrote of $(wc -l < writes.io) writes" >&2; return 1; }
   awk -v cs="$CHUNK" '{c[int($4 / cs)] = 1} END {print length(c) * cs}' writes.io
 }
 
