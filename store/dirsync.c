@@ -18,6 +18,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,19 +127,73 @@ dirsync_mkdir (struct dirsync *ds, const char *dir, size_t rootlen,
   return 0;
 }
 
-/* Free the N directories of DIRS, the first DONE of which were synced;
- * the others go back into the set for the next sync. */
+/* Free the N directories of DIRS, those whose ERR is 0 synced; the
+ * others go back into the set for the next sync. */
 static void
-requeue (struct dirsync *ds, char **dirs, size_t done, size_t n)
+requeue (struct dirsync *ds, char **dirs, const int *err, size_t n)
 {
   size_t i;
 
-  for (i = 0; i < done; i++)
-    free (dirs[i]);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&ds->lock);
-  for (; i < n; i++)
-    add_locked (ds, dirs[i]);   /* fails only out of memory: reported */
+  for (i = 0; i < n; i++)
+    if (err[i] == 0)
+      free (dirs[i]);
+    else
+      add_locked (ds, dirs[i]); /* fails only out of memory: reported */
   free (dirs);
+}
+
+/* Directory fsyncs run in parallel: each waits for the device's cache
+ * flush, and concurrent flushes are merged by the block layer, so a
+ * backup that wrote into a few hundred chunk directories spends a
+ * fraction of the time of one fsync after the other. */
+#define SYNC_THREADS 4
+#define DIRS_PER_THREAD 16
+
+struct sync_job {
+  char **dirs;
+  int *err;                     /* per directory: errno, 0 done */
+  size_t n, first, step;
+};
+
+static void *
+sync_some (void *arg)
+{
+  struct sync_job *j = arg;
+  size_t i;
+
+  for (i = j->first; i < j->n; i += j->step) {
+    int fd = open (j->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    j->err[i] = fd == -1 || fsync (fd) == -1 ? (errno ? errno : EIO) : 0;
+    if (fd != -1)
+      close (fd);
+  }
+  return NULL;
+}
+
+/* fsync DIRS[0..N) (ERR per directory); the calling thread is one of the
+ * workers, and if a thread cannot be started, it does that share too. */
+static void
+sync_all (char **dirs, int *err, size_t n)
+{
+  struct sync_job jobs[SYNC_THREADS];
+  pthread_t tids[SYNC_THREADS];
+  bool started[SYNC_THREADS] = { false };
+  size_t t, nt = MIN (SYNC_THREADS, MAX (1, n / DIRS_PER_THREAD));
+
+  for (t = 0; t < nt; t++) {
+    jobs[t] = (struct sync_job) { .dirs = dirs, .err = err, .n = n,
+                                  .first = t, .step = nt };
+    if (t > 0)
+      started[t] = pthread_create (&tids[t], NULL, sync_some, &jobs[t]) == 0;
+  }
+  sync_some (&jobs[0]);
+  for (t = 1; t < nt; t++)
+    if (started[t])
+      pthread_join (tids[t], NULL);
+    else
+      sync_some (&jobs[t]);
 }
 
 int
@@ -145,8 +201,8 @@ dirsync_sync (struct dirsync *ds)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&ds->sync_lock);
   char **dirs;
+  int *err;
   size_t n, i;
-  int r = 0;
 
   pthread_mutex_lock (&ds->lock);
   dirs = ds->dirs;
@@ -154,13 +210,25 @@ dirsync_sync (struct dirsync *ds)
   ds->dirs = NULL;
   ds->n = ds->cap = 0;
   pthread_mutex_unlock (&ds->lock);
-
-  for (i = 0; i < n && r == 0; i++)
-    r = fsync_dir (dirs[i]);
-  if (r == -1) {
-    pb_prefix_error ("store: sync");
-    i--;                        /* keep the failed one */
+  if (n == 0) {
+    free (dirs);
+    return 0;
   }
-  requeue (ds, dirs, i, n);
-  return r;
+  if ((err = calloc (n, sizeof *err)) == NULL) {
+    set_error (PB_E_FAIL, errno, "store: sync: out of memory");
+    pthread_mutex_lock (&ds->lock);
+    for (i = 0; i < n; i++)
+      add_locked (ds, dirs[i]); /* still to be synced */
+    pthread_mutex_unlock (&ds->lock);
+    free (dirs);
+    return -1;
+  }
+  sync_all (dirs, err, n);
+  for (i = 0; i < n && err[i] == 0; i++)
+    ;
+  if (i < n)
+    set_error (PB_E_IO, err[i], "store: sync: fsync directory %s", dirs[i]);
+  requeue (ds, dirs, err, n);
+  free (err);
+  return i < n ? -1 : 0;
 }
