@@ -3,7 +3,8 @@
  * See maptree.h for the idea and docs/FORMAT.md for the node encoding.  The
  * writer keeps one partial node per level (a few KiB whatever the disk
  * size) and emits a node as soon as it is full, so a backup streams its map
- * out.  The reader keeps the path of nodes to the last index it served, so
+ * out; and the last node of each level, so that a run of identical nodes
+ * (a sparse disk's zeros) costs one.  The reader keeps the path of nodes to the last index it served, so
  * a sequential walk loads each node once.
  */
 #include <config.h>
@@ -25,6 +26,15 @@ struct level_buf {
   store_id ids[MAPTREE_FANOUT];
 };
 
+/* The node a level emitted last: a sparse disk's long zero runs make the
+ * same node again and again, which need not be hashed, looked for in the
+ * store and pinned each time (this backup stored and pinned it already). */
+struct last_node {
+  bool valid;
+  store_id id;
+  struct level_buf ids;
+};
+
 struct maptree_writer {
   struct pullback_repo *r;
   struct catalog_batch *batch;
@@ -35,6 +45,7 @@ struct maptree_writer {
   uint64_t new_bytes;
   EVP_MD_CTX *digest;
   struct level_buf buf[MAPTREE_MAX_LEVELS];
+  struct last_node last[MAPTREE_MAX_LEVELS];
 };
 
 uint32_t
@@ -95,16 +106,45 @@ maptree_node_entries (const void *data, size_t len,
 }
 
 /* Encode, store and catalog one node; its id goes into *ID. */
+static bool
+same_as_last (struct maptree_writer *w, uint32_t level, store_id *id)
+{
+  const struct level_buf *b = &w->buf[level];
+  const struct last_node *l = &w->last[level];
+
+  if (!l->valid || l->ids.count != b->count ||
+      memcmp (l->ids.ids, b->ids, (size_t) b->count * STORE_ID_LEN) != 0)
+    return false;
+  *id = l->id;
+  return true;
+}
+
+static void
+remember (struct maptree_writer *w, uint32_t level, const store_id *id)
+{
+  struct last_node *l = &w->last[level];
+  const struct level_buf *b = &w->buf[level];
+
+  l->valid = true;
+  l->id = *id;
+  l->ids.count = b->count;
+  memcpy (l->ids.ids, b->ids, (size_t) b->count * STORE_ID_LEN);
+}
+
 static int
 emit_node (struct maptree_writer *w, uint32_t level, store_id *id)
 {
   struct level_buf *b = &w->buf[level];
   size_t len = MAPTREE_HEADER + (size_t) b->count * STORE_ID_LEN;
-  CLEANUP_FREE uint8_t *node = calloc (1, len);
+  CLEANUP_FREE uint8_t *node = NULL;
   uint64_t stored = 0;
   int r;
 
-  if (node == NULL) {
+  if (same_as_last (w, level, id)) {
+    b->count = 0;
+    return 0;
+  }
+  if ((node = calloc (1, len)) == NULL) {
     set_error (PB_E_FAIL, errno, "calloc");
     return -1;
   }
@@ -118,6 +158,7 @@ emit_node (struct maptree_writer *w, uint32_t level, store_id *id)
       catalog_batch_node (w->batch, id, level, node, len) == -1)
     return -1;
   w->new_bytes += r == 1 ? stored : 0;
+  remember (w, level, id);
   b->count = 0;
   return 0;
 }
@@ -181,6 +222,16 @@ maptree_writer_add (struct maptree_writer *w, const store_id *id)
     return -1;
   }
   return level_add (w, 0, id);
+}
+
+int
+maptree_writer_add_run (struct maptree_writer *w, const store_id *id,
+                        uint64_t count)
+{
+  for (; count > 0; count--)
+    if (maptree_writer_add (w, id) == -1)
+      return -1;
+  return 0;
 }
 
 int

@@ -40,6 +40,9 @@ struct maptree_writer *maptree_writer_new (struct pullback_repo *r,
                                            struct catalog_batch *batch,
                                            uint64_t nchunks);
 int maptree_writer_add (struct maptree_writer *w, const store_id *id);
+/* ID COUNT times (a run of zero chunks). */
+int maptree_writer_add_run (struct maptree_writer *w, const store_id *id,
+                            uint64_t count);
 /* After exactly NCHUNKS adds.  *NEW_BYTES += bytes the new nodes took in
  * the store. */
 int maptree_writer_finish (struct maptree_writer *w, store_id *root,
