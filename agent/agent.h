@@ -62,7 +62,7 @@ enum {
   OPT_NO_PASSPHRASE, OPT_ENCRYPT, OPT_KDF_LOG2N, OPT_PAPER,
   /* TLS */
   OPT_TLS, OPT_TLS_CERTS, OPT_TLS_PSK, OPT_TLS_USERNAME,
-  OPT_RETRIES, OPT_THREADS,
+  OPT_RETRIES, OPT_THREADS, OPT_REQUESTS,
 };
 
 #define OPTION_HELP  { "help", no_argument, NULL, OPT_HELP }
@@ -114,6 +114,9 @@ int parse_point_spec (const char *arg, char spec[POINT_SPEC_MAX]);
 /* A --threads value: 1 to MAX_THREADS. */
 #define MAX_THREADS 64
 int parse_threads (const char *arg, unsigned *out);
+/* A whole number from 1 to MAX, for option OPT (named in the error). */
+int parse_count (const char *opt, const char *arg, unsigned max,
+                 unsigned *out);
 
 /* A --chunk-size value: parse_size plus a range check for uint32_t. */
 int parse_chunk_size (const char *arg, uint32_t *out);

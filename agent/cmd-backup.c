@@ -31,6 +31,8 @@ struct backup_args {
   unsigned retries;
   const char *threads_arg;    /* --threads N */
   unsigned threads;           /* 0: the library's default */
+  const char *requests_arg;   /* --requests N */
+  unsigned requests;          /* 0: the library's default */
 };
 
 /* Transient NBD failures are retried this often unless --retries says
@@ -126,6 +128,9 @@ backup_option (void *ctx, int opt, const char *arg)
   case OPT_THREADS:
     return option_once (&a->threads_arg, "--threads", arg) == -1 ? -1 :
       parse_threads (arg, &a->threads);
+  case OPT_REQUESTS:
+    return option_once (&a->requests_arg, "--requests", arg) == -1 ? -1 :
+      parse_count ("--requests", arg, PULLBACK_MAX_REQUESTS, &a->requests);
   }
   return unhandled_option (opt);
 }
@@ -293,6 +298,7 @@ take_backup (const struct cli *c, const struct backup_args *a,
     .retry_delay_ms = retry_delay_ms (),
     .on_retry = on_retry,
     .threads = a->threads,
+    .requests = a->requests,
   };
   int ret;
 
@@ -362,6 +368,7 @@ static const struct option backup_options[] = {
   { "tls-username", required_argument, NULL, OPT_TLS_USERNAME },
   { "retries", required_argument, NULL, OPT_RETRIES },
   { "threads", required_argument, NULL, OPT_THREADS },
+  { "requests", required_argument, NULL, OPT_REQUESTS },
   OPTION_END
 };
 
@@ -373,7 +380,8 @@ const struct command cmd_backup = {
   "                [--checkpoint NEW] [--since OLD --bitmap DISK=BITMAP...]\n"
   "                [--fallback-full] [--tls off|require]\n"
   "                [--tls-certs DIR | --tls-psk FILE [--tls-username U]]\n"
-  "                [--retries N] [--threads N] [--key-file FILE] [--json]\n"
+  "                [--retries N] [--threads N] [--requests N]\n"
+  "                [--key-file FILE] [--json]\n"
   "                [--quiet]",
   .help =
   "Read every disk of VM NAME from its NBD export and record one point in\n"
@@ -405,6 +413,9 @@ const struct command cmd_backup = {
   "  --threads N           threads that compress, encrypt and write chunks\n"
   "                        while the disk is read (1 to 64; default: one per\n"
   "                        CPU)\n"
+  "  --requests N          chunks read ahead over NBD, their reads in flight\n"
+  "                        while earlier chunks are stored (1 to 64;\n"
+  "                        default 8)\n"
   "  --json                print the result as one JSON object\n"
   "  --quiet               no progress line, no text on success\n"
   "  --help                show this help\n"

@@ -316,18 +316,24 @@ print_version (void)
 }
 
 int
-parse_threads (const char *arg, unsigned *out)
+parse_count (const char *opt, const char *arg, unsigned max, unsigned *out)
 {
   char *end;
   unsigned long v;
 
   errno = 0;
   v = strtoul (arg, &end, 10);
-  if (errno || *end || arg[0] < '1' || arg[0] > '9' || v > MAX_THREADS) {
-    set_error (PB_E_USAGE, 0, "--threads: '%s' is not a whole number from "
-               "1 to %d", arg, MAX_THREADS);
+  if (errno || *end || arg[0] < '1' || arg[0] > '9' || v > max) {
+    set_error (PB_E_USAGE, 0, "%s: '%s' is not a whole number from "
+               "1 to %u", opt, arg, max);
     return -1;
   }
   *out = v;
   return 0;
+}
+
+int
+parse_threads (const char *arg, unsigned *out)
+{
+  return parse_count ("--threads", arg, MAX_THREADS, out);
 }

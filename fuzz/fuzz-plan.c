@@ -31,6 +31,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -131,6 +132,15 @@ reader_pread (struct reader_conn *c, void *buf, size_t len, uint64_t off)
     ((uint8_t *) buf)[len - 1] = 0xa5;
   }
   return 0;
+}
+
+void
+reader_pread_start (struct reader_conn *c, void *buf, size_t len,
+                    uint64_t off, struct reader_aio *a)
+{
+  a->pending = 0;
+  a->err = reader_pread (c, buf, len, off) == 0 ? 0 : EIO;
+  a->off = off;
 }
 
 /* ---- a stub of libnbd's nbd_block_status ---- */

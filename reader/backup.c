@@ -43,6 +43,13 @@
 #include "nbd.h"
 #include "util.h"
 
+/* Chunks read ahead by default: 2 MiB in flight at the default chunk
+ * size (bench/RESULTS.md, "read-ahead"). */
+#define REQUESTS_DEFAULT 8
+/* Zero runs at least this long (16 MiB at the default chunk size) skip
+ * the pipeline, whose bubble they then cost (it is drained first). */
+#define ZERO_RUN_MIN 64
+
 struct backup {
   struct pullback_repo *r;
   const struct pullback_backup_opts *o;
@@ -53,6 +60,7 @@ struct backup {
   struct catalog_disk *disks;           /* what the catalog will record */
   struct pullback_backup_result *res;
   unsigned threads;                     /* chunk pipeline workers */
+  unsigned requests;                    /* reads in flight at most */
   int64_t started;
   double t0;
 };
@@ -226,6 +234,18 @@ struct disk_walk {
   struct idset *healing;                /* lost chunks re-read, being stored */
   size_t disk;                          /* index in opts->disks */
   uint64_t size;
+  /* Chunks whose reads are in flight, in chunk order (a ring). */
+  struct pending_read *reads;
+  store_id *pins;                       /* scratch: ids to pin at once */
+  uint32_t run_max;                     /* ids a run slot holds */
+  size_t rcap, rhead, rcount;
+};
+
+/* A chunk being read: its (held) slot and its reads. */
+struct pending_read {
+  struct pipe_slot *s;
+  struct reader_aio aio;
+  uint64_t nread;
 };
 
 static size_t
@@ -292,9 +312,38 @@ recover (struct disk_walk *dw, unsigned *attempt)
   }
 }
 
+/* Name chunk I in the error just recorded; -1. */
+static int
+chunk_error (struct disk_walk *dw, uint64_t i)
+{
+  pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, i);
+  return -1;
+}
+
 /* What a slot holds, for the counters (which partition the chunks:
- * read + zero + kept = total). */
-enum { SLOT_KEPT, SLOT_ZERO, SLOT_DATA };
+ * read + zero + kept = total).  A chunk read is one slot (DATA, or ZERO if
+ * it read as zeros), with its id in the slot; kept chunks and zero chunks
+ * known from block status come in runs: consecutive ones share a slot,
+ * whose buffer holds their ids (so that a stretch of clean chunks does not
+ * cost a slot, and a wait for the reads ahead of it, each). */
+enum { SLOT_KEPT_RUN, SLOT_ZERO_RUN, SLOT_ZERO, SLOT_DATA };
+
+/* The ids of a run slot. */
+static int
+consume_run (struct disk_walk *dw, struct pipe_slot *s)
+{
+  const store_id *ids = s->buf;
+  uint32_t k;
+
+  for (k = 0; k < s->count; k++)
+    if (maptree_writer_add (dw->w, &ids[k]) == -1)
+      return chunk_error (dw, s->index + k);
+  if (s->kind == SLOT_KEPT_RUN)
+    dw->dr->chunks_kept += s->count;
+  else
+    dw->dr->chunks_zero += s->count;
+  return 0;
+}
 
 /* In chunk order, on this thread: counters, the chunk's catalog row, the
  * map tree. */
@@ -305,9 +354,9 @@ consume (void *opaque, struct pipe_slot *s)
 
   if (s->failed)
     goto err;
-  if (s->kind == SLOT_KEPT)
-    dw->dr->chunks_kept++;
-  else if (s->kind == SLOT_ZERO)
+  if (s->kind == SLOT_KEPT_RUN || s->kind == SLOT_ZERO_RUN)
+    return consume_run (dw, s);
+  if (s->kind == SLOT_ZERO)
     dw->dr->chunks_zero++;
   else {
     dw->dr->chunks_read++;
@@ -332,34 +381,30 @@ consume (void *opaque, struct pipe_slot *s)
   return -1;
 }
 
-/* Name chunk I in the error just recorded; -1. */
-static int
-chunk_error (struct disk_walk *dw, uint64_t i)
-{
-  pb_prefix_error ("disk '%s' chunk %" PRIu64, dw->dr->name, i);
-  return -1;
-}
-
-/* A chunk whose id is known without storing anything (kept or zero). */
+/* A chunk whose id is known without storing anything (kept or zero):
+ * consumed at once if nothing is outstanding, else added to the run in
+ * the newest slot if it continues it, else the start of a new run. */
 static int
 emit (struct disk_walk *dw, uint64_t i, int kind, const store_id *id)
 {
-  struct pipe_slot one, *s;
+  struct pipe_slot one = { .index = i, .kind = kind, .count = 1,
+                           .buf = (void *) id }, *s;
 
-  /* Nothing outstanding: no need to queue behind anything. */
-  if (chunk_pipe_idle (dw->pipe)) {
-    memset (&one, 0, sizeof one);
-    one.index = i;
-    one.kind = kind;
-    one.id = *id;
+  if (chunk_pipe_idle (dw->pipe))
     return consume (dw, &one);
+  s = chunk_pipe_last_done (dw->pipe);
+  if (s && s->kind == kind && s->index + s->count == i &&
+      s->count < dw->run_max) {
+    ((store_id *) s->buf)[s->count++] = *id;
+    return 0;
   }
   if ((s = chunk_pipe_get (dw->pipe)) == NULL)
     return -1;
   s->index = i;
   s->kind = kind;
-  s->id = *id;
+  s->count = 1;
   s->repair = false;
+  ((store_id *) s->buf)[0] = *id;
   chunk_pipe_submit (dw->pipe, s, false);
   return 0;
 }
@@ -378,15 +423,81 @@ note_healing (struct disk_walk *dw, const store_id *id, const store_id *expect)
   return idset_insert (dw->healing, id, &added) ? 0 : -1;
 }
 
-/* Read chunk I into a slot and hand it to the workers; a chunk that reads
- * as zero is recorded as zero, not data.  EXPECT: the parent's id of a
- * chunk read again because the store lost it (else NULL). */
+/* Chunk S's read is done (else it is read again, synchronously, with
+ * retries): count it and find its kind and id. */
+static int
+complete_read (struct disk_walk *dw, struct pending_read *pr)
+{
+  struct store *st = dw->b->r->store;
+  struct pipe_slot *s = pr->s;
+  unsigned attempt = 0;
+
+  if (reader_aio_wait (dw->b->conns[dw->disk], &pr->aio) == -1)
+    do
+      if (recover (dw, &attempt) == -1)
+        return chunk_error (dw, s->index);
+    while (reader_read_chunk (dw->plan, s->index, s->buf, s->len,
+                              &pr->nread) == -1);
+  dw->dr->bytes_read += pr->nread;
+  if (is_zero (s->buf, s->len)) {
+    s->kind = SLOT_ZERO;
+    store_zero_id (st, s->len, &s->id);
+    return 0;
+  }
+  s->kind = SLOT_DATA;
+  store_id_of (st, s->buf, s->len, &s->id);
+  if (s->repair && note_healing (dw, &s->id, &s->expect) == -1)
+    return chunk_error (dw, s->index);
+  return 0;
+}
+
+/* Complete the oldest reads, in order: at least AT_LEAST of them, and then
+ * every one already answered.  Their new ids are pinned in one catalog
+ * transaction (not one per chunk) before the workers look for them in the
+ * store, and then they are handed to the workers. */
+static int
+finish_reads (struct disk_walk *dw, size_t at_least)
+{
+  struct pending_read *pr;
+  size_t n, npins = 0, i;
+
+  for (n = 0; n < dw->rcount; n++) {
+    pr = &dw->reads[(dw->rhead + n) % dw->rcap];
+    if (n >= at_least && pr->aio.pending > 0)
+      break;
+    if (complete_read (dw, pr) == -1)
+      return -1;
+    if (pr->s->kind == SLOT_DATA)
+      dw->pins[npins++] = pr->s->id;
+  }
+  if (npins > 0 && batch_pin_many (dw->b->batch, dw->pins, npins) == -1)
+    return chunk_error (dw, dw->reads[dw->rhead].s->index);
+  for (i = 0; i < n; i++) {
+    pr = &dw->reads[dw->rhead];
+    chunk_pipe_submit (dw->pipe, pr->s, pr->s->kind == SLOT_DATA);
+    dw->rhead = (dw->rhead + 1) % dw->rcap;
+    dw->rcount--;
+  }
+  return 0;
+}
+
+/* The pipeline waits for the oldest slot, which is still being read. */
+static int
+finish_oldest (void *opaque)
+{
+  return finish_reads (opaque, 1);
+}
+
+/* Start reading chunk I into a slot; it goes to the workers once read (a
+ * chunk that reads as zero is recorded as zero, not data).  EXPECT: the
+ * parent's id of a chunk read again because the store lost it (else
+ * NULL).  Reads stay in flight while later chunks are started, up to
+ * opts->requests of them. */
 static int
 read_chunk (struct disk_walk *dw, uint64_t i, const store_id *expect)
 {
-  struct store *st = dw->b->r->store;
   struct pipe_slot *s = chunk_pipe_get (dw->pipe);
-  uint64_t nread = 0;
+  struct pending_read *pr;
   unsigned attempt = 0;
 
   if (s == NULL)
@@ -396,23 +507,16 @@ read_chunk (struct disk_walk *dw, uint64_t i, const store_id *expect)
   s->repair = expect != NULL;
   if (expect)
     s->expect = *expect;
-  while (reader_read_chunk (dw->plan, i, s->buf, s->len, &nread) == -1)
+  pr = &dw->reads[(dw->rhead + dw->rcount++) % dw->rcap];
+  pr->s = s;
+  /* A mixed chunk is read at once, and its failure is known now. */
+  while (reader_read_chunk_start (dw->plan, i, s->buf, s->len, &pr->nread,
+                                  &pr->aio) == -1)
     if (recover (dw, &attempt) == -1)
       return chunk_error (dw, i);
-  dw->dr->bytes_read += nread;
-  if (is_zero (s->buf, s->len)) {
-    s->kind = SLOT_ZERO;
-    store_zero_id (st, s->len, &s->id);
-    chunk_pipe_submit (dw->pipe, s, false);
-    return 0;
-  }
-  s->kind = SLOT_DATA;
-  store_id_of (st, s->buf, s->len, &s->id);
-  if (batch_pin (dw->b->batch, &s->id) == -1 ||
-      (expect && note_healing (dw, &s->id, expect) == -1))
-    return chunk_error (dw, i);
-  chunk_pipe_submit (dw->pipe, s, true);
-  return 0;
+  reader_aio_progress (dw->b->conns[dw->disk]);
+  /* At most REQUESTS in flight: wait for the oldest if need be. */
+  return finish_reads (dw, dw->rcount >= dw->b->requests ? 1 : 0);
 }
 
 /* An unchanged chunk keeps its parent's id, but only while the store has
@@ -432,10 +536,19 @@ keep_chunk (struct disk_walk *dw, uint64_t i)
   store_zero_id (dw->b->r->store, chunk_len (dw, i), &zero);
   if (memcmp (&id, &zero, sizeof zero) == 0 ||
       (dw->healing && idset_find (dw->healing, &id)))
-    return emit (dw, i, SLOT_KEPT, &id);
+    return emit (dw, i, SLOT_KEPT_RUN, &id);
   if ((r = store_has_chunk (dw->b->r->store, &id)) == 1)
-    return emit (dw, i, SLOT_KEPT, &id);
-  return r == -1 ? chunk_error (dw, i) : read_chunk (dw, i, &id);
+    return emit (dw, i, SLOT_KEPT_RUN, &id);
+  if (r == -1)
+    return chunk_error (dw, i);
+  /* Lost.  An earlier chunk of the same content may be being read again
+   * right now: only once it is read is it known to heal (rare: no need
+   * to keep the reads in flight). */
+  if (finish_reads (dw, dw->rcount) == -1)
+    return -1;
+  if (dw->healing && idset_find (dw->healing, &id))
+    return emit (dw, i, SLOT_KEPT_RUN, &id);
+  return read_chunk (dw, i, &id);
 }
 
 static int
@@ -448,7 +561,7 @@ walk_chunk (struct disk_walk *dw, enum reader_kind kind, uint64_t i)
     return keep_chunk (dw, i);
   case READER_ZERO:
     store_zero_id (dw->b->r->store, chunk_len (dw, i), &id);
-    return emit (dw, i, SLOT_ZERO, &id);
+    return emit (dw, i, SLOT_ZERO_RUN, &id);
   case READER_READ:
     return read_chunk (dw, i, NULL);
   }
@@ -456,13 +569,44 @@ walk_chunk (struct disk_walk *dw, enum reader_kind kind, uint64_t i)
   return chunk_error (dw, i);
 }
 
+/* A long run of whole zero chunks (a sparse disk has millions) is added
+ * to the map at once, after what is in flight: no slot, no progress call
+ * and no interrupt check per chunk.  Its last chunk may be the disk's
+ * short one, left to the caller. */
+static int
+zero_run (struct disk_walk *dw, const struct reader_run *run, uint64_t *done)
+{
+  const struct backup *b = dw->b;
+  uint64_t n = run->count, cs = pullback_repo_chunk_size (b->r);
+  store_id id;
+
+  if (chunk_len (dw, run->first + n - 1) < cs)
+    n--;
+  *done = 0;
+  if (n < ZERO_RUN_MIN)
+    return 0;
+  if (finish_reads (dw, dw->rcount) == -1 || chunk_pipe_drain (dw->pipe) == -1)
+    return -1;
+  store_zero_id (b->r->store, cs, &id);
+  if (maptree_writer_add_run (dw->w, &id, n) == -1)
+    return chunk_error (dw, run->first);
+  dw->dr->chunks_zero += n;
+  *done = n;
+  if (b->o->progress)
+    b->o->progress (b->o->progress_opaque, dw->dr->name,
+                    MIN ((run->first + n) * cs, dw->size), dw->size);
+  return check_interrupt ();
+}
+
 static int
 walk_run (struct disk_walk *dw, const struct reader_run *run)
 {
   const struct backup *b = dw->b;
-  uint64_t i, cs = pullback_repo_chunk_size (b->r);
+  uint64_t i, cs = pullback_repo_chunk_size (b->r), done = 0;
 
-  for (i = run->first; i < run->first + run->count; i++) {
+  if (run->kind == READER_ZERO && zero_run (dw, run, &done) == -1)
+    return -1;
+  for (i = run->first + done; i < run->first + run->count; i++) {
     /* Errors are named by chunk where they happen: a stored chunk's can
      * surface only later, when its slot is consumed. */
     if (check_interrupt () == -1 || walk_chunk (dw, run->kind, i) == -1)
@@ -528,6 +672,20 @@ finish_disk (struct disk_walk *dw, struct catalog_disk *cd)
   return 0;
 }
 
+/* Room for a read of every slot the ring can hold. */
+static int
+alloc_reads (struct disk_walk *dw)
+{
+  dw->rcap = 2 * (size_t) dw->b->threads + 2 + dw->b->requests;
+  dw->run_max = pullback_repo_chunk_size (dw->b->r) / sizeof (store_id);
+  dw->reads = calloc (dw->rcap, sizeof *dw->reads);
+  dw->pins = calloc (dw->rcap, sizeof *dw->pins);
+  if (dw->reads && dw->pins)
+    return 0;
+  set_error (PB_E_FAIL, errno, "out of memory");
+  return -1;
+}
+
 static int
 backup_disk (struct backup *b, size_t i)
 {
@@ -545,14 +703,22 @@ backup_disk (struct backup *b, size_t i)
   if (dw.plan == NULL || open_parent_map (&dw, pd) == -1)
     goto out;
   dw.w = maptree_writer_new (b->r, b->batch, dw.dr->chunks_total);
-  dw.pipe = chunk_pipe_new (b->r->store, b->threads, cs, consume, &dw);
+  if (alloc_reads (&dw) == -1)
+    goto out;
+  dw.pipe = chunk_pipe_new_ahead (b->r->store, b->threads, b->requests, cs,
+                                  consume, finish_oldest, &dw);
   if (dw.w && dw.pipe && walk_plan (&dw) == 0 &&
       chunk_pipe_drain (dw.pipe) == 0 && finish_disk (&dw, &b->disks[i]) == 0)
     r = 0;
  out:
   if (r == -1 && dw.plan == NULL)
     pb_prefix_error ("disk '%s'", d->name);
-  chunk_pipe_free (dw.pipe);    /* first: its workers read our buffers */
+  /* First the reads that would fill slots, then the slots (whose
+   * workers read our buffers). */
+  reader_aio_drain (b->conns[i]);
+  chunk_pipe_free (dw.pipe);
+  free (dw.reads);
+  free (dw.pins);
   idset_free (dw.healing);
   maptree_writer_free (dw.w);
   maptree_reader_free (dw.ptree);
@@ -745,6 +911,8 @@ alloc_backup (struct backup *b)
   b->conns = calloc (n, sizeof *b->conns);
   b->disks = calloc (n, sizeof *b->disks);
   b->threads = b->o->threads ? b->o->threads : pb_online_cpus ();
+  b->requests = MIN (b->o->requests ? b->o->requests : REQUESTS_DEFAULT,
+                     PULLBACK_MAX_REQUESTS);
   if (b->res)
     b->res->disks = calloc (n, sizeof *b->res->disks);
   if (!b->res || !b->conns || !b->disks || !b->res->disks) {

@@ -13,9 +13,10 @@
  * counted from its nodes and roots take over) or the lease is dropped.
  * A batch cannot cover the moment an object is put: an object found
  * already in the store (a dedup hit) may be garbage that a gc is about to
- * delete.  So batch_pin pins first, in a transaction of its own, and only
- * then is the object looked for and written (reader/pipeline.c) -- gc deletes inside its
- * transaction, so once the pin is committed an object present stays
+ * delete.  So batch_pin pins first, in a transaction of its own (or
+ * batch_pin_many, for the chunks whose reads a backup finished together),
+ * and only then is the object looked for and written (reader/pipeline.c)
+ * -- gc deletes inside its transaction, so once the pin is committed an object present stays
  * present, and one gc took before is not found and written again.
  */
 #include <config.h>
@@ -161,18 +162,25 @@ catalog_batch_chunk (struct catalog_batch *b, const store_id *id,
   return 0;
 }
 
-/* Pin ID now, in a transaction of its own (see the top of the file). */
-static int
-pin_now (struct catalog_batch *b, const store_id *id)
+/* In a transaction of its own (see the top of the file). */
+int
+batch_pin_many (struct catalog_batch *b, const store_id *ids, size_t n)
 {
+  size_t i;
+
+  if (b->lease == 0 || n == 0)
+    return 0;
   if (catalog_begin (b->cat) == -1)
     return -1;
-  if (catalog_pin (b->cat, b->lease, id->b) == -1 ||
-      catalog_commit (b->cat) == -1) {
-    catalog_rollback (b->cat);
-    return -1;
-  }
-  return 0;
+  for (i = 0; i < n; i++)
+    if (catalog_pin (b->cat, b->lease, ids[i].b) == -1) {
+      catalog_rollback (b->cat);
+      return -1;
+    }
+  if (catalog_commit (b->cat) == 0)
+    return 0;
+  catalog_rollback (b->cat);
+  return -1;
 }
 
 int
@@ -183,7 +191,7 @@ batch_pin (struct catalog_batch *b, const store_id *id)
    * the pin was committed is not found and written anew.  The pin also
    * records what a backup that dies wrote, so that dropping its lease
    * turns exactly that into garbage (catalog_lease_drop). */
-  return b->lease ? pin_now (b, id) : 0;
+  return batch_pin_many (b, id, 1);
 }
 
 int

@@ -89,6 +89,9 @@ void catalog_batch_free (struct catalog_batch *b);  /* drops unflushed rows */
  * store is asked for it or it is written: so a concurrent gc cannot
  * delete an object found present (0 or -1). */
 int batch_pin (struct catalog_batch *b, const store_id *id);
+/* The same for N ids, in one transaction (a backup pins the chunks of
+ * several reads at once). */
+int batch_pin_many (struct catalog_batch *b, const store_id *ids, size_t n);
 /* Pin, then store_put_chunk, on this thread (map nodes): 1 written, 0
  * already there (*STORED is then its size), -1 error. */
 int batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
@@ -113,6 +116,7 @@ struct pipe_slot {
   enum pipe_op op;
   int kind;                     /* the caller's */
   bool repair;                  /* the caller's: compare with EXPECT */
+  uint32_t count;               /* the caller's (entries of a run) */
   store_id expect;
   /* Filled by the worker (put slots only). */
   bool is_new, failed;
@@ -123,18 +127,33 @@ struct pipe_slot {
 /* Also called for a slot whose work failed (S->failed, the error already
  * set): it may add context (pb_prefix_error); the pipeline then fails. */
 typedef int (*pipe_consume_fn) (void *opaque, struct pipe_slot *s);
+/* Called when the calling thread must wait for the oldest slot but still
+ * holds it (got, not submitted): it must submit at least that slot (and
+ * may submit more), or return -1 with the error set. */
+typedef int (*pipe_finish_fn) (void *opaque);
 struct chunk_pipe;
 /* THREADS workers, slots of SLOT_SIZE bytes (2 per worker + 2). */
 struct chunk_pipe *chunk_pipe_new (struct store *s, unsigned threads,
                                    size_t slot_size, pipe_consume_fn consume,
                                    void *opaque);
+/* The same with AHEAD more slots, which the caller may hold while it
+ * fills them (reads in flight); FINISH as above. */
+struct chunk_pipe *chunk_pipe_new_ahead (struct store *s, unsigned threads,
+                                         unsigned ahead, size_t slot_size,
+                                         pipe_consume_fn consume,
+                                         pipe_finish_fn finish, void *opaque);
 void chunk_pipe_free (struct chunk_pipe *p);      /* accepts NULL */
 /* Nothing handed out is waiting to be consumed. */
 bool chunk_pipe_idle (struct chunk_pipe *p);
 /* The next slot in chunk order, after consuming what is done (waiting for
  * the oldest if every slot is out).  NULL on error (a worker's or
- * CONSUME's).  The slot is handed out only by submit. */
+ * CONSUME's).  The caller holds the slot until it submits it; slots may
+ * be submitted in any order, and are consumed in the order they were got
+ * (a held slot holds up those after it). */
 struct pipe_slot *chunk_pipe_get (struct chunk_pipe *p);
+/* The newest slot handed out, if it was submitted done (not as work) and
+ * is not consumed yet: the caller may still add to it.  Else NULL. */
+struct pipe_slot *chunk_pipe_last_done (struct chunk_pipe *p);
 /* WORK: a worker does S->op; else S is done already. */
 void chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool work);
 /* Wait for and consume everything handed out.  0 or -1. */

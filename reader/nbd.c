@@ -451,6 +451,9 @@ retire_handle (struct reader_conn *c)
 
   if (fresh == NULL)
     return;
+  /* Reads still in flight write into their callers' buffers: not after
+   * this handle is gone. */
+  reader_aio_drain (c);
   if (nbd_aio_is_ready (c->nbd))
     nbd_shutdown (c->nbd, 0);
   nbd_close (c->nbd);
@@ -739,6 +742,93 @@ reader_pwrite (struct reader_conn *c, const void *buf, size_t len,
                uint64_t off)
 {
   return transfer (c, true, (char *) buf, len, off);  /* only read from */
+}
+
+/* ---- Asynchronous reads (backup) ----
+ * One request at a time leaves the server idle while pullback hashes and
+ * the client idle while the server reads, so a backup keeps several reads
+ * in flight.  Requests are at most READ_REQUEST bytes: nbdcopy measured
+ * 256 KiB requests to be much faster than large ones (a large request is
+ * served, and its reply received, in one piece).  Completions run in the
+ * thread that drives the handle (any call on C), and only touch A. */
+#define READ_REQUEST (256 * 1024)
+
+static int
+read_done (void *opaque, int *error)
+{
+  struct reader_aio *a = opaque;
+
+  if (*error && a->err == 0)
+    a->err = *error;
+  a->pending--;
+  return 1;                     /* retire the command */
+}
+
+void
+reader_pread_start (struct reader_conn *c, void *buf, size_t len,
+                    uint64_t off, struct reader_aio *a)
+{
+  size_t n, max = MIN (c->max_request, READ_REQUEST);
+  char *p = buf;
+
+  a->pending = 0;
+  a->err = 0;
+  a->off = off;
+  if (check_range (c, "read", len, off) == -1) {
+    a->err = EINVAL;
+    return;
+  }
+  for (; len > 0; p += n, off += n, len -= n) {
+    n = MIN (len, max);
+    if (nbd_aio_pread (c->nbd, p, n, off,
+                       (nbd_completion_callback) { .callback = read_done,
+                                                   .user_data = a }, 0)
+        == -1) {
+      a->err = nbd_get_errno () ? nbd_get_errno () : EIO;
+      return;
+    }
+    a->pending++;
+  }
+}
+
+/* Run the handle until A's reads are answered (or, A NULL, until none is
+ * in flight at all).  A dead handle has retired its commands (with an
+ * error each), so this ends. */
+static int
+run_until (struct reader_conn *c, struct reader_aio *a)
+{
+  while (a ? a->pending > 0 : nbd_aio_in_flight (c->nbd) > 0)
+    if (nbd_poll (c->nbd, -1) == -1) {
+      if (a)
+        a->err = a->err ? a->err : nbd_get_errno () ? nbd_get_errno () : EIO;
+      return -1;
+    }
+  return 0;
+}
+
+int
+reader_aio_wait (struct reader_conn *c, struct reader_aio *a)
+{
+  run_until (c, a);
+  if (a->pending == 0 && a->err == 0)
+    return 0;
+  set_error (PB_E_NBD, a->err ? a->err : EIO, "read %s at offset %" PRIu64,
+             c->name, a->off);
+  return -1;
+}
+
+void
+reader_aio_progress (struct reader_conn *c)
+{
+  if (nbd_aio_in_flight (c->nbd) > 0)
+    nbd_poll (c->nbd, 0);     /* a failure shows in the reads' errors */
+}
+
+void
+reader_aio_drain (struct reader_conn *c)
+{
+  if (c)
+    run_until (c, NULL);
 }
 
 /* No flags on purpose: without NO_HOLE, qemu-nbd (--discard=unmap) may

@@ -84,6 +84,28 @@ int reader_pwrite_async (struct reader_conn *c, const void *buf, size_t len,
                          uint64_t off);
 int reader_wait_writes (struct reader_conn *c);
 
+/* ---- Asynchronous reads ----
+ * reader_pread_start queues reads of LEN bytes at OFF into BUF and
+ * returns at once; A (the caller's, valid and BUF untouched until the
+ * reads are answered) tracks them: A->pending requests unanswered,
+ * A->err the first failure's errno.  Replies are received whenever the
+ * handle runs: in any call on C, reader_aio_progress (without blocking)
+ * or reader_aio_wait (until A's are answered; 0, or -1 with PB_E_NBD and
+ * the errno, so reader_error_transient applies).  reader_aio_drain waits
+ * for every read in flight on C (also done before a reconnection); call
+ * it before freeing buffers that reads may still fill.  (A->pending
+ * reaches 0 also when the connection dies: libnbd fails every command.) */
+struct reader_aio {
+  unsigned pending;
+  int err;
+  uint64_t off;
+};
+void reader_pread_start (struct reader_conn *c, void *buf, size_t len,
+                         uint64_t off, struct reader_aio *a);
+int reader_aio_wait (struct reader_conn *c, struct reader_aio *a);
+void reader_aio_progress (struct reader_conn *c);
+void reader_aio_drain (struct reader_conn *c);   /* accepts NULL */
+
 /* ---- Plans ----
  * A plan walks the disk chunk by chunk in ascending order, fetching block
  * status lazily in windows (so memory does not grow with the disk size) and
@@ -129,6 +151,13 @@ int reader_plan_next (struct reader_plan *p, struct reader_run *run);
  * costs no block status request unless the chunk mixes data and zeros. */
 int reader_read_chunk (struct reader_plan *p, uint64_t index,
                        void *buf, size_t len, uint64_t *read);
+/* The same, but an all-data chunk's reads are only queued (A tracks them,
+ * see reader_pread_start: BUF is filled once A->pending is 0 and A->err
+ * is 0); zero and mixed chunks are done before it returns (A->pending 0).
+ * -1: a synchronous part failed (error set); A's failures show in A. */
+int reader_read_chunk_start (struct reader_plan *p, uint64_t index,
+                             void *buf, size_t len, uint64_t *read,
+                             struct reader_aio *a);
 
 /* The meta contexts the server offers for this export (for messages);
  * a malloc'd ", "-separated string.  (Listed once while connecting, on the

@@ -16,10 +16,15 @@
  * thread writes them to the target in order.
  *
  * Slots are used in order: [head, tail) are handed out and not yet
- * consumed; workers take the queued slots among them in order (from
- * next), marking them busy so that no slot is ever stored twice or reused
- * while a worker reads its buffer; a slot is consumed once done.  head,
- * next, tail and the states change under the lock.
+ * consumed.  A slot handed out is held by the calling thread until it
+ * submits it: a backup holds several while their NBD reads are in flight
+ * (the AHEAD extra slots), and submits each when its read is done.
+ * Workers take the queued slots in order (from next), never passing a
+ * held one, marking them busy so that no slot is ever stored twice or
+ * reused while a worker reads its buffer; a slot is consumed once done.
+ * When the calling thread must wait for the oldest slot and holds it, the
+ * FINISH callback is asked to submit it (else the wait would never end).
+ * head, next, tail and the states change under the lock.
  */
 #include <config.h>
 
@@ -33,17 +38,19 @@
 #include "errors.h"
 #include "internal.h"
 
-enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
+enum slot_state { SLOT_FREE, SLOT_HELD, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 
 struct chunk_pipe {
   struct store *store;
   pipe_consume_fn consume;
+  pipe_finish_fn finish;        /* NULL: slots are never held long */
   void *opaque;
   pthread_mutex_t lock;
   pthread_cond_t work;          /* a slot was queued, or stop */
   pthread_cond_t done;          /* a slot is done */
   struct pipe_slot *slots;
   enum slot_state *state;
+  bool *worked;                 /* submitted as work (not done at once) */
   size_t nslots;
   uint64_t head, next, tail;
   pthread_t *threads;
@@ -104,7 +111,8 @@ take (struct chunk_pipe *p)
       return NULL;
     if (p->next < p->head)
       p->next = p->head;        /* consumed meanwhile: they were done */
-    if (p->next == p->tail) {
+    /* Nothing queued yet, or a held slot first: its chunk comes first. */
+    if (p->next == p->tail || p->state[p->next % p->nslots] == SLOT_HELD) {
       pthread_cond_wait (&p->work, &p->lock);
       continue;
     }
@@ -141,8 +149,10 @@ alloc_slots (struct chunk_pipe *p, size_t slot_size)
 
   p->slots = calloc (p->nslots, sizeof *p->slots);
   p->state = calloc (p->nslots, sizeof *p->state);
+  p->worked = calloc (p->nslots, sizeof *p->worked);
   p->threads = calloc (p->nthreads, sizeof *p->threads);
-  if (p->slots == NULL || p->state == NULL || p->threads == NULL)
+  if (p->slots == NULL || p->state == NULL || p->worked == NULL ||
+      p->threads == NULL)
     return -1;
   for (i = 0; i < p->nslots; i++)
     if ((p->slots[i].buf = malloc (slot_size)) == NULL)
@@ -153,6 +163,15 @@ alloc_slots (struct chunk_pipe *p, size_t slot_size)
 struct chunk_pipe *
 chunk_pipe_new (struct store *s, unsigned threads, size_t slot_size,
                 pipe_consume_fn consume, void *opaque)
+{
+  return chunk_pipe_new_ahead (s, threads, 0, slot_size, consume, NULL,
+                               opaque);
+}
+
+struct chunk_pipe *
+chunk_pipe_new_ahead (struct store *s, unsigned threads, unsigned ahead,
+                      size_t slot_size, pipe_consume_fn consume,
+                      pipe_finish_fn finish, void *opaque)
 {
   struct chunk_pipe *p = calloc (1, sizeof *p);
 
@@ -165,9 +184,10 @@ chunk_pipe_new (struct store *s, unsigned threads, size_t slot_size,
   pthread_cond_init (&p->done, NULL);
   p->store = s;
   p->consume = consume;
+  p->finish = finish;
   p->opaque = opaque;
   p->nthreads = threads ? threads : 1;
-  p->nslots = 2 * (size_t) p->nthreads + 2;
+  p->nslots = 2 * (size_t) p->nthreads + 2 + ahead;
   if (alloc_slots (p, slot_size) == -1) {
     set_error (PB_E_FAIL, errno, "out of memory for the chunk pipeline");
     chunk_pipe_free (p);
@@ -199,6 +219,7 @@ chunk_pipe_free (struct chunk_pipe *p)
     free (p->slots[i].buf);
   free (p->slots);
   free (p->state);
+  free (p->worked);
   free (p->threads);
   pthread_cond_destroy (&p->done);
   pthread_cond_destroy (&p->work);
@@ -212,6 +233,33 @@ chunk_pipe_idle (struct chunk_pipe *p)
   return p->head == p->tail;    /* only the reading thread moves these */
 }
 
+/* Until slot S is done.  Only the calling thread submits, so a slot held
+ * stays held until FINISH (which must submit it) is called. */
+static int
+wait_done (struct chunk_pipe *p, struct pipe_slot *s)
+{
+  enum slot_state *st = &p->state[s - p->slots];
+
+  pthread_mutex_lock (&p->lock);
+  while (*st != SLOT_DONE) {
+    if (*st == SLOT_HELD) {
+      pthread_mutex_unlock (&p->lock);
+      if (p->finish && p->finish (p->opaque) == -1)
+        return -1;              /* its error */
+      if (*st == SLOT_HELD) {
+        set_error (PB_E_FAIL, 0, "chunk pipeline: waiting for a slot "
+                   "never submitted");
+        return -1;
+      }
+      pthread_mutex_lock (&p->lock);
+      continue;
+    }
+    pthread_cond_wait (&p->done, &p->lock);
+  }
+  pthread_mutex_unlock (&p->lock);
+  return 0;
+}
+
 /* Consume the oldest slot, waiting for it if WAIT; 1 consumed, 0 not
  * (not done yet, or nothing outstanding), -1 on error. */
 static int
@@ -223,9 +271,9 @@ consume_oldest (struct chunk_pipe *p, bool wait)
   if (p->head == p->tail)
     return 0;
   s = &p->slots[p->head % p->nslots];
+  if (wait && wait_done (p, s) == -1)
+    return -1;
   pthread_mutex_lock (&p->lock);
-  while (wait && p->state[s - p->slots] != SLOT_DONE)
-    pthread_cond_wait (&p->done, &p->lock);
   r = p->state[s - p->slots] == SLOT_DONE;
   pthread_mutex_unlock (&p->lock);
   if (!r)
@@ -259,16 +307,41 @@ chunk_pipe_get (struct chunk_pipe *p)
   s->failed = s->is_new = false;
   s->stored = 0;
   s->op = PIPE_PUT;
+  pthread_mutex_lock (&p->lock);
+  p->state[s - p->slots] = SLOT_HELD;
+  p->tail++;
+  pthread_mutex_unlock (&p->lock);
   return s;
+}
+
+struct pipe_slot *
+chunk_pipe_last_done (struct chunk_pipe *p)
+{
+  struct pipe_slot *s;
+  bool done;
+
+  if (p->head == p->tail)
+    return NULL;
+  s = &p->slots[(p->tail - 1) % p->nslots];
+  pthread_mutex_lock (&p->lock);
+  done = p->state[s - p->slots] == SLOT_DONE && !p->worked[s - p->slots];
+  pthread_mutex_unlock (&p->lock);
+  return done ? s : NULL;
 }
 
 void
 chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool work)
 {
+  size_t i = s - p->slots;
+
   pthread_mutex_lock (&p->lock);
-  p->state[s - p->slots] = work ? SLOT_QUEUED : SLOT_DONE;
-  p->tail++;
-  if (work)
+  p->state[i] = work ? SLOT_QUEUED : SLOT_DONE;
+  p->worked[i] = work;
+  /* Workers wait for work, or behind this slot if it was held where they
+   * are (then all of them: queued slots may follow it). */
+  if (i == p->next % p->nslots)
+    pthread_cond_broadcast (&p->work);
+  else if (work)
     pthread_cond_signal (&p->work);
   pthread_mutex_unlock (&p->lock);
 }

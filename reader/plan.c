@@ -27,7 +27,9 @@
  * one request would overlap the first and is refused.)
  *
  * A plan is not thread-safe: one thread calls reader_plan_next and
- * reader_read_chunk.
+ * reader_read_chunk.  reader_read_chunk_start queues the reads of an
+ * all-data chunk (the common case) and returns; a mixed chunk is still
+ * read at once (it needs a block status reply first, and is rare).
  */
 #include <config.h>
 
@@ -484,14 +486,16 @@ check_chunk (struct reader_plan *p, uint64_t index, size_t len,
 /* Works for any chunk; chunks of the most recently yielded run are
  * described by the plan's window and cost no extra block status request
  * unless they mix zero and data. */
-int
-reader_read_chunk (struct reader_plan *p, uint64_t index, void *buf,
-                   size_t len, uint64_t *read)
+static int
+read_chunk (struct reader_plan *p, uint64_t index, void *buf, size_t len,
+            uint64_t *read, struct reader_aio *a)
 {
   uint64_t start, end;
   uint8_t b = HAS_DATA;    /* without base:allocation: read it all */
 
   *read = 0;
+  if (a)
+    a->pending = a->err = 0;
   if (check_chunk (p, index, len, &start, &end) == -1)
     return -1;
   if (p->has_alloc)
@@ -503,7 +507,24 @@ reader_read_chunk (struct reader_plan *p, uint64_t index, void *buf,
   }
   if (b == HAS_DATA) {
     *read = len;
-    return reader_pread (p->conn, buf, len, start);
+    if (a == NULL)
+      return reader_pread (p->conn, buf, len, start);
+    reader_pread_start (p->conn, buf, len, start, a);
+    return 0;
   }
   return read_mixed (p, buf, start, end, read);
+}
+
+int
+reader_read_chunk (struct reader_plan *p, uint64_t index, void *buf,
+                   size_t len, uint64_t *read)
+{
+  return read_chunk (p, index, buf, len, read, NULL);
+}
+
+int
+reader_read_chunk_start (struct reader_plan *p, uint64_t index, void *buf,
+                         size_t len, uint64_t *read, struct reader_aio *a)
+{
+  return read_chunk (p, index, buf, len, read, a);
 }

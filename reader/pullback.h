@@ -77,6 +77,8 @@ typedef void (*pullback_retry_fn) (void *opaque, const char *disk,
                                    unsigned attempt, unsigned max,
                                    unsigned delay_ms, const char *error);
 
+#define PULLBACK_MAX_REQUESTS 64
+
 struct pullback_backup_opts {
   const char *vm;
   const struct pullback_disk_spec *disks;
@@ -98,6 +100,10 @@ struct pullback_backup_opts {
   /* Worker threads that compress, encrypt and write chunks while the
    * export is read (0: one per online CPU; at most 64). */
   unsigned threads;
+  /* Chunks read ahead: their NBD reads (of at most 256 KiB each) are in
+   * flight while earlier chunks are hashed and stored (0: 8; at most
+   * PULLBACK_MAX_REQUESTS).  Memory: one chunk buffer each. */
+  unsigned requests;
   pullback_retry_fn on_retry;       /* NULL: retry silently */
   void *retry_opaque;
 };

@@ -10,7 +10,10 @@
  * stores of all worker counts hold the same objects; a put that fails
  * (a chunk too large for the store) stops the pipeline with that error,
  * named, from get or drain; freeing a pipeline with work outstanding
- * joins its workers (valgrind: no leak, no use after free).  Loading
+ * joins its workers (valgrind: no leak, no use after free).  Slots held
+ * by the caller (a backup's reads in flight) and submitted in any order
+ * are consumed in order; waiting for a held slot asks the caller to
+ * finish it (or fails without a way to: never a hang).  Loading
  * (restore's way round): every chunk comes back checked, in order, with
  * its bytes; a missing one fails the pipeline, named.
  */
@@ -25,6 +28,7 @@
 #include "errors.h"
 #include "internal.h"
 #include "test.h"
+#include "util.h"
 
 #define NCHUNKS 600
 #define CS (64 * 1024)
@@ -84,15 +88,31 @@ distinct (const struct run *r)
   return n;
 }
 
+/* Every chunk the run stored reads back with the bytes submitted. */
+static bool
+reads_back (struct store *s, const struct run *r)
+{
+  static uint8_t back[CS], want[CS];
+  uint64_t i;
+  size_t len, wlen;
+
+  for (i = 0; i < NCHUNKS; i++) {
+    if (i % 11 == 3)
+      continue;
+    wlen = fill (i, want);
+    if (store_get_chunk (s, &r->ids[i], back, sizeof back, &len) == -1 ||
+        len != wlen || memcmp (back, want, len) != 0)
+      return false;
+  }
+  return true;
+}
+
 static void
 run_pipe (struct store *s, unsigned threads, bool again)
 {
   struct run r = { .s = s, .order_ok = true, .id_ok = true };
   struct chunk_pipe *p = chunk_pipe_new (s, threads, CS, consume, &r);
-  static uint8_t back[CS];
   uint64_t i;
-  size_t len;
-  bool same = true;
 
   REQUIRE (p != NULL);
   for (i = 0; i < NCHUNKS; i++) {
@@ -110,17 +130,8 @@ run_pipe (struct store *s, unsigned threads, bool again)
   CHECK (r.consumed == NCHUNKS && r.order_ok && r.id_ok,
          "%u workers: %" PRIu64 " results, each once, in order, own id",
          threads, r.consumed);
-  for (i = 0; i < NCHUNKS; i++) {
-    uint8_t want[CS];
-    size_t wlen = fill (i, want);
-    if (i % 11 == 3)
-      continue;
-    if (store_get_chunk (s, &r.ids[i], back, sizeof back, &len) == -1 ||
-        len != wlen || memcmp (back, want, len) != 0)
-      same = false;
-  }
-  CHECK (same, "%u workers: every stored chunk reads back as submitted",
-         threads);
+  CHECK (reads_back (s, &r), "%u workers: every stored chunk reads back "
+         "as submitted", threads);
   /* A duplicate in flight may be written twice, so "new" can exceed the
    * distinct contents, never fall short; a second run finds them all. */
   if (again)
@@ -248,6 +259,107 @@ test_get (struct store *s, unsigned threads)
   chunk_pipe_free (p);
 }
 
+/* Slots held while they are filled (a backup's reads in flight) and
+ * submitted out of order, as reads complete: consumed in order all the
+ * same; when the pipeline must wait for a held slot it asks FINISH. */
+struct holder {
+  struct run r;
+  struct chunk_pipe *p;
+  struct pipe_slot *held[64];
+  size_t n;
+  uint64_t x;                   /* xorshift state: which slot completes */
+  unsigned finishes;
+  bool oldest_ok;
+};
+
+static void
+submit_held (struct holder *h, size_t k)
+{
+  struct pipe_slot *sl = h->held[k];
+
+  memmove (&h->held[k], &h->held[k + 1], (h->n - k - 1) * sizeof *h->held);
+  h->n--;
+  chunk_pipe_submit (h->p, sl, sl->index % 11 != 3);
+}
+
+static size_t
+pick (struct holder *h)
+{
+  h->x ^= h->x << 13; h->x ^= h->x >> 7; h->x ^= h->x << 17;
+  return h->x % h->n;
+}
+
+/* The oldest held slot must be submitted: it and a random other. */
+static int
+finish (void *opaque)
+{
+  struct holder *h = opaque;
+  uint64_t min = UINT64_MAX;
+  size_t k;
+
+  h->finishes++;
+  for (k = 0; k < h->n; k++)
+    min = MIN (min, h->held[k]->index);
+  if (h->n == 0 || h->held[0]->index != min)
+    h->oldest_ok = false;
+  submit_held (h, 0);
+  if (h->n > 0)
+    submit_held (h, pick (h));
+  return 0;
+}
+
+static void
+test_held (struct store *s, unsigned threads)
+{
+  struct holder h = { .r = { .s = s, .order_ok = true, .id_ok = true },
+                      .x = 88172645463325252ULL, .oldest_ok = true };
+  uint64_t i;
+
+  h.p = chunk_pipe_new_ahead (s, threads, 6, CS, consume, finish, &h.r);
+  REQUIRE (h.p != NULL);
+  for (i = 0; i < NCHUNKS; i++) {
+    struct pipe_slot *sl = chunk_pipe_get (h.p);
+    REQUIRE (sl != NULL && h.n < 64);
+    sl->index = i;
+    sl->len = fill (i, sl->buf);
+    store_id_of (s, sl->buf, sl->len, &sl->id);
+    h.r.ids[i] = sl->id;
+    h.held[h.n++] = sl;
+    if (h.x % 3 == 0)           /* a read completes, not the oldest's */
+      submit_held (&h, pick (&h));
+    else
+      pick (&h);
+  }
+  CHECK (chunk_pipe_drain (h.p) == 0 && h.n == 0,
+         "%u workers, held slots: drain asks for all of them", threads);
+  chunk_pipe_free (h.p);
+  CHECK (h.r.consumed == NCHUNKS && h.r.order_ok && h.r.id_ok,
+         "%u workers, held slots submitted out of order: %" PRIu64
+         " results, each once, in order, own id", threads, h.r.consumed);
+  CHECK (h.finishes > 0 && h.oldest_ok, "%u workers: finish asked %u times, "
+         "always for the oldest held slot", threads, h.finishes);
+  CHECK (reads_back (s, &h.r), "%u workers, held slots: every stored chunk "
+         "reads back as submitted", threads);
+}
+
+/* Without FINISH, waiting for a slot the caller holds is an error, not a
+ * hang. */
+static void
+test_held_no_finish (struct store *s)
+{
+  struct chunk_pipe *p = chunk_pipe_new (s, 1, CS, never, NULL);
+  struct pipe_slot *sl = NULL;
+  int i;
+
+  REQUIRE (p != NULL);
+  for (i = 0; i < 5 && (sl = chunk_pipe_get (p)) != NULL; i++)
+    ;
+  CHECK (sl == NULL && i == 4 && strstr (pb_get_error (), "never submitted"),
+         "a full ring of held slots and no finish: get fails after 4: %s",
+         pb_get_error ());
+  chunk_pipe_free (p);
+}
+
 /* Free with work still queued: the workers are joined, nothing leaks. */
 static void
 test_free_busy (struct store *s)
@@ -287,10 +399,12 @@ main (void)
     run_pipe (s, threads[t], false);
     run_pipe (s, threads[t], true);     /* again: everything known */
     test_get (s, threads[t]);
+    test_held (s, threads[t]);
     n[t] = objects (s);
     if (t == 0) {
       test_failure (s);
       test_free_busy (s);
+      test_held_no_finish (s);
     }
     store_close (s);
   }

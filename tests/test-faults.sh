@@ -173,7 +173,9 @@ stop_pid "$LPID"
 intact
 rm -f "$T/locked"
 start_nbdkit slow2 --filter=delay file "$IMG" rdelay=30ms
-"${BK[@]}" --disk "vda=$(nbd_uri slow2)" >"$T/lk.out" 2>"$T/lk.err" &
+# --requests 1: one read at a time, so that it is still reading when the
+# lock is taken
+"${BK[@]}" --requests 1 --disk "vda=$(nbd_uri slow2)" >"$T/lk.out" 2>"$T/lk.err" &
 BPID=$!
 track_pid "$BPID"
 sleep 0.5
