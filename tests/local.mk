@@ -9,6 +9,7 @@ TESTS += \
 	tests/test-resize.sh \
 	tests/test-bad-input.sh \
 	tests/test-faults.sh \
+	tests/test-inflight.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
@@ -32,6 +33,7 @@ EXTRA_DIST += \
 	tests/test-resize.sh \
 	tests/test-bad-input.sh \
 	tests/test-faults.sh \
+	tests/test-inflight.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
