@@ -750,7 +750,11 @@ reader_pwrite (struct reader_conn *c, const void *buf, size_t len,
  * in flight.  Requests are at most READ_REQUEST bytes: nbdcopy measured
  * 256 KiB requests to be much faster than large ones (a large request is
  * served, and its reply received, in one piece).  Completions run in the
- * thread that drives the handle (any call on C), and only touch A. */
+ * thread that drives the handle (any call on C), and only touch A.
+ * Commands are retired by reap(), not by their callback: a command that
+ * completes while it is being issued (the server went away) would be
+ * freed inside nbd_aio_pread, which then reads it (libnbd 1.14, seen
+ * with valgrind in test-faults). */
 #define READ_REQUEST (256 * 1024)
 
 static int
@@ -761,7 +765,16 @@ read_done (void *opaque, int *error)
   if (*error && a->err == 0)
     a->err = *error;
   a->pending--;
-  return 1;                     /* retire the command */
+  return 0;                     /* reap() retires it */
+}
+
+static void
+reap (struct reader_conn *c)
+{
+  int64_t cookie;
+
+  while ((cookie = nbd_aio_peek_command_completed (c->nbd)) > 0)
+    nbd_aio_command_completed (c->nbd, cookie);
 }
 
 void
@@ -780,14 +793,15 @@ reader_pread_start (struct reader_conn *c, void *buf, size_t len,
   }
   for (; len > 0; p += n, off += n, len -= n) {
     n = MIN (len, max);
+    a->pending++;               /* before: the reply may come at once */
     if (nbd_aio_pread (c->nbd, p, n, off,
                        (nbd_completion_callback) { .callback = read_done,
                                                    .user_data = a }, 0)
         == -1) {
+      a->pending--;             /* no callback for a command not issued */
       a->err = nbd_get_errno () ? nbd_get_errno () : EIO;
       return;
     }
-    a->pending++;
   }
 }
 
@@ -797,13 +811,17 @@ reader_pread_start (struct reader_conn *c, void *buf, size_t len,
 static int
 run_until (struct reader_conn *c, struct reader_aio *a)
 {
-  while (a ? a->pending > 0 : nbd_aio_in_flight (c->nbd) > 0)
+  int r = 0;
+
+  while (reap (c), a ? a->pending > 0 : nbd_aio_in_flight (c->nbd) > 0)
     if (nbd_poll (c->nbd, -1) == -1) {
       if (a)
         a->err = a->err ? a->err : nbd_get_errno () ? nbd_get_errno () : EIO;
-      return -1;
+      r = -1;
+      break;
     }
-  return 0;
+  reap (c);
+  return r;
 }
 
 int
@@ -822,6 +840,7 @@ reader_aio_progress (struct reader_conn *c)
 {
   if (nbd_aio_in_flight (c->nbd) > 0)
     nbd_poll (c->nbd, 0);     /* a failure shows in the reads' errors */
+  reap (c);
 }
 
 void

@@ -269,6 +269,11 @@ kill -KILL "$BPID"
 wait "$BPID" 2>/dev/null && fail "the slow backup finished before it was killed"
 [ -z "$(point_ids "$B2")" ] || fail "a killed backup recorded a point"
 WRITTEN=$(store_objects "$B2")
+# A new server: nbdkit 1.32 can abort (connections.c "Assertion `sock >=
+# 0' failed") when a client dies with several reads in flight, as the
+# killed backup had.  What is tested is the repository, not nbdkit.
+stop_server slow
+start_nbdkit slow --filter=delay file "$T/slow.raw" rdelay=20ms
 pullback backup --repo "$B2" --vm a --disk "vda=$(nbd_uri slow)" --json >"$T/reuse.json"
 stop_server slow
 NEW=$(json_get "$T/reuse.json" .disks[0].chunks_new)
