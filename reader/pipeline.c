@@ -75,7 +75,7 @@ get_slot (struct chunk_pipe *p, struct pipe_slot *s)
 {
   size_t got;
 
-  if (store_get_chunk (p->store, &s->id, s->buf, s->len, &got) == -1)
+  if (store_load_chunk (p->store, &s->id, s->buf, s->len, &got) == -1)
     return -1;
   if (got != s->len) {
     set_error (PB_E_CORRUPT, 0, "chunk holds %zu bytes, expected %zu", got,

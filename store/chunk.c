@@ -468,8 +468,9 @@ check_lengths (const uint8_t *o, size_t objlen, uint32_t raw_max,
 
 /* Everything but the payload's content: header fields, sizes, checksum. */
 static int
-parse (struct chunk_codec *c, enum chunk_type type, const void *obj,
-       size_t objlen, uint32_t raw_max, struct header *h, const char *what)
+parse_sum (struct chunk_codec *c, enum chunk_type type, const void *obj,
+           size_t objlen, uint32_t raw_max, struct header *h,
+           const char *what, bool sum_too)
 {
   const uint8_t *o = obj;
   uint8_t sum[CHUNK_CHECKSUM_LEN];
@@ -482,6 +483,8 @@ parse (struct chunk_codec *c, enum chunk_type type, const void *obj,
   if (check_ident (c, o, type, h, what) == -1 ||
       check_lengths (o, objlen, raw_max, h, what) == -1)
     return -1;
+  if (!sum_too)
+    return 0;
   if (checksum (c, o, o + CHUNK_HEADER_SIZE, h->payload_len, sum) == -1)
     return -1;
   if (memcmp (sum, o + CHUNK_OFF_CHECKSUM, sizeof sum) != 0) {
@@ -489,6 +492,13 @@ parse (struct chunk_codec *c, enum chunk_type type, const void *obj,
     return -1;
   }
   return 0;
+}
+
+static int
+parse (struct chunk_codec *c, enum chunk_type type, const void *obj,
+       size_t objlen, uint32_t raw_max, struct header *h, const char *what)
+{
+  return parse_sum (c, type, obj, objlen, raw_max, h, what, true);
 }
 
 /* The payload must be exactly one zstd frame announcing RAW_LEN bytes
@@ -599,14 +609,14 @@ unpack (struct chunk_codec *c, const struct header *h, const void *obj,
   return 0;
 }
 
-int
-chunk_decode (struct chunk_codec *c, enum chunk_type type, const char *name,
-              const void *obj, size_t objlen, uint32_t raw_max,
-              void *out, size_t cap, size_t *len, const char *what)
+static int
+decode (struct chunk_codec *c, enum chunk_type type, const char *name,
+        const void *obj, size_t objlen, uint32_t raw_max,
+        void *out, size_t cap, size_t *len, const char *what, bool sum_too)
 {
   struct header h;
 
-  if (parse (c, type, obj, objlen, raw_max, &h, what) == -1)
+  if (parse_sum (c, type, obj, objlen, raw_max, &h, what, sum_too) == -1)
     return -1;
   /* The checksum was fine, so this is a well-formed object of another
    * size than the caller expects (e.g. a map node read as a chunk). */
@@ -619,6 +629,25 @@ chunk_decode (struct chunk_codec *c, enum chunk_type type, const char *name,
     return -1;
   *len = h.raw_len;
   return 0;
+}
+
+int
+chunk_decode (struct chunk_codec *c, enum chunk_type type, const char *name,
+              const void *obj, size_t objlen, uint32_t raw_max,
+              void *out, size_t cap, size_t *len, const char *what)
+{
+  return decode (c, type, name, obj, objlen, raw_max, out, cap, len, what,
+                 true);
+}
+
+int
+chunk_decode_unsummed (struct chunk_codec *c, enum chunk_type type,
+                       const char *name, const void *obj, size_t objlen,
+                       uint32_t raw_max, void *out, size_t cap, size_t *len,
+                       const char *what)
+{
+  return decode (c, type, name, obj, objlen, raw_max, out, cap, len, what,
+                 false);
 }
 
 int

@@ -6,7 +6,10 @@
  * checksum over bad content (as a buggy writer would produce), a valid
  * object under the wrong key, a record where a chunk should be, a missing
  * object.  Each must fail with PB_E_CORRUPT and a message naming the
- * object and the problem.  Also checks the on-disk layout of fresh objects
+ * object and the problem -- the same error from store_load_chunk,
+ * restore's way, which skips the checksum of a chunk proven by its id
+ * (and so takes one whose checksum field alone is damaged, which
+ * store_get_chunk refuses).  Also checks the on-disk layout of fresh objects
  * field by field against docs/FORMAT.md (part 1).  Prints one line per
  * check; exit 0 pass, 1 fail.
  */
@@ -81,15 +84,46 @@ expect_corrupt (struct store *s, const store_id *id, const char *needle,
 {
   uint8_t *buf = malloc (CS);
   size_t len;
-  char hex[65];
-  int r = store_get_chunk (s, id, buf, CS, &len);
+  char hex[65], msg[1024];
+  int r = store_get_chunk (s, id, buf, CS, &len), cls = pb_get_errclass ();
 
   store_id_hex (id, hex);
-  check (r == -1 && pb_get_errclass () == PB_E_CORRUPT &&
+  check (r == -1 && cls == PB_E_CORRUPT &&
          strstr (pb_get_error (), hex) != NULL &&
          (!needle || strstr (pb_get_error (), needle) != NULL),
          "%s -> %s", what, pb_get_error ());
+  /* Restore's way (no checksum unless the id check fails): the same. */
+  snprintf (msg, sizeof msg, "%s", pb_get_error ());
+  r = store_load_chunk (s, id, buf, CS, &len);
+  check (r == -1 && pb_get_errclass () == cls &&
+         strcmp (pb_get_error (), msg) == 0,
+         "%s, loaded for a restore -> the same error", what);
   free (buf);
+}
+
+static void expect_get_only (struct store *s, const store_id *id,
+                             const uint8_t *want, uint8_t *back);
+
+/* Only the checksum field damaged: the content still hashes to the id.
+ * get (and so verify) refuses the object; a restore takes the content. */
+static void
+test_checksum_only (struct store *s)
+{
+  uint8_t *buf = malloc (CS), *back = malloc (CS), *f;
+  store_id id;
+  size_t flen, len = 0;
+
+  fill_text (buf, CS, 300);
+  put (s, buf, CS, &id, NULL);
+  check (store_load_chunk (s, &id, back, CS, &len) == 0 && len == CS &&
+         memcmp (back, buf, CS) == 0, "an intact chunk loads");
+  f = read_whole (chunk_file (&id), &flen);
+  f[16] ^= 0x01;
+  write_whole (chunk_file (&id), f, flen);
+  free (f);
+  expect_get_only (s, &id, buf, back);
+  free (buf);
+  free (back);
 }
 
 enum damage {
@@ -189,6 +223,21 @@ test_damage (struct store *s)
 }
 
 static void
+expect_get_only (struct store *s, const store_id *id, const uint8_t *want,
+                 uint8_t *back)
+{
+  size_t len = 0;
+
+  check (store_get_chunk (s, id, back, CS, &len) == -1 &&
+         strstr (pb_get_error (), "checksum mismatch"),
+         "checksum field damaged: get refuses it: %s", pb_get_error ());
+  memset (back, 0, CS);
+  check (store_load_chunk (s, id, back, CS, &len) == 0 && len == CS &&
+         memcmp (back, want, CS) == 0,
+         "checksum field damaged: a restore loads the right content");
+}
+
+static void
 test_record_damage (struct store *s)
 {
   uint8_t *f;
@@ -219,6 +268,7 @@ main (void)
     test_layout (s);
     test_damage (s);
     test_record_damage (s);
+    test_checksum_only (s);
     store_close (s);
   }
   return test_end ();
