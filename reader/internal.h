@@ -105,6 +105,7 @@ int batch_put (struct catalog_batch *b, const store_id *id, const void *buf,
 enum pipe_op {
   PIPE_PUT,                     /* store BUF (LEN bytes) under ID */
   PIPE_GET,                     /* read chunk ID into BUF (LEN expected) */
+  PIPE_GET_WRITE,               /* the same, then write it at OFF of FD */
 };
 
 struct pipe_slot {
@@ -117,12 +118,14 @@ struct pipe_slot {
   int kind;                     /* the caller's */
   bool repair;                  /* the caller's: compare with EXPECT */
   uint32_t count;               /* the caller's (entries of a run) */
+  int fd;                       /* PIPE_GET_WRITE: the target, */
+  uint64_t off;                 /* where the chunk goes in it, */
+  const char *fdname;           /* and its name for messages */
   store_id expect;
   /* Filled by the worker (put slots only). */
   bool is_new, failed;
   uint64_t stored;              /* object size in the store */
-  int errclass, err;
-  char msg[1024];
+  struct pb_saved_error error;  /* the worker's, if failed */
 };
 /* Also called for a slot whose work failed (S->failed, the error already
  * set): it may add context (pb_prefix_error); the pipeline then fails. */

@@ -37,6 +37,7 @@
 #include "cleanup.h"
 #include "errors.h"
 #include "internal.h"
+#include "util.h"
 
 enum slot_state { SLOT_FREE, SLOT_HELD, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 
@@ -85,18 +86,30 @@ get_slot (struct chunk_pipe *p, struct pipe_slot *s)
   return 0;
 }
 
+/* Load, then write at once (a raw restore target takes positional writes
+ * in any order, so the workers write in parallel). */
+static int
+get_write_slot (struct chunk_pipe *p, struct pipe_slot *s)
+{
+  if (get_slot (p, s) == -1)
+    return -1;
+  if (full_pwrite (s->fd, s->buf, s->len, s->off) == 0)
+    return 0;
+  set_error (PB_E_IO, errno, "write %s", s->fdname);
+  return -1;
+}
+
 /* Slot S's work (outside the lock); an error is kept in S. */
 static void
 work_slot (struct chunk_pipe *p, struct pipe_slot *s)
 {
-  int r = s->op == PIPE_GET ? get_slot (p, s) : put_slot (p, s);
+  int r = s->op == PIPE_GET ? get_slot (p, s)
+        : s->op == PIPE_GET_WRITE ? get_write_slot (p, s) : put_slot (p, s);
 
   s->is_new = r == 1;
   s->failed = r == -1;
   if (s->failed) {
-    s->errclass = pb_get_errclass ();
-    s->err = pb_get_errno ();
-    snprintf (s->msg, sizeof s->msg, "%s", pb_get_error ());
+    pb_save_error (&s->error);
   }
 }
 
@@ -279,7 +292,9 @@ consume_oldest (struct chunk_pipe *p, bool wait)
   if (!r)
     return 0;
   if (s->failed) {
-    set_error (s->errclass, s->err, "%s", s->msg);
+    /* As the worker recorded it (set_error again would append the
+     * errno's text a second time). */
+    pb_restore_error (&s->error);
     p->consume (p->opaque, s);  /* to add its context */
     return -1;
   }

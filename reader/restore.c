@@ -2,9 +2,11 @@
  *
  * The point's map tree gives every chunk id in order; each chunk is read
  * from the store (which checks its id, so wrong data is never written) and
- * written to the target.  Zero chunks become holes in a raw file, zero
- * requests on a qcow2 image (written through qemu-nbd, so it stays thin),
- * and explicit zeroing on a block device.
+ * written to the target: by the worker that loaded it for a raw file or a
+ * block device (positional writes, in parallel), in order by this thread
+ * for a qcow2 image (asynchronous NBD writes to qemu-nbd).  Zero chunks
+ * are holes in a raw file, left unwritten in a new qcow2 image (so it
+ * stays thin), and explicit zeroing on a block device.
  *
  * A file target is built under a temporary name in the same directory and
  * renamed over TARGET only when complete, fsync'ed and its content digest
@@ -275,6 +277,16 @@ write_data (struct restore *rs, const void *buf, uint64_t off, size_t len)
   return 0;
 }
 
+/* A worker wrote the data below END already: only what comes in order. */
+static int
+written (struct restore *rs, uint64_t end)
+{
+  if (flush_zero (rs) == -1)
+    return -1;
+  kick_writeback (rs, end);
+  return 0;
+}
+
 /* What a restore slot holds. */
 enum { SLOT_ZERO, SLOT_DATA };
 
@@ -295,7 +307,8 @@ consume (void *opaque, struct pipe_slot *s)
   }
   else {
     rs->res->bytes_written += s->len;
-    r = write_data (rs, s->buf, off, s->len);
+    r = s->op == PIPE_GET_WRITE ? written (rs, off + s->len)
+                                : write_data (rs, s->buf, off, s->len);
   }
   if (r == -1)
     pb_prefix_error ("point %" PRId64 " disk '%s' chunk %" PRIu64
@@ -334,6 +347,12 @@ restore_chunk (struct restore *rs, uint64_t i)
   s->id = id;
   s->kind = is_zero ? SLOT_ZERO : SLOT_DATA;
   s->op = PIPE_GET;
+  if (!rs->qcow2) {             /* raw file or block device: fd writes */
+    s->op = PIPE_GET_WRITE;
+    s->fd = rs->fd;
+    s->off = off;
+    s->fdname = rs->tmp ? rs->tmp : rs->o->target;
+  }
   chunk_pipe_submit (rs->pipe, s, !is_zero);
   return 0;
 }

@@ -28,7 +28,8 @@
 #    (SIGTERM: nbdkit answers ESHUTDOWN first) in the middle of a backup and
 #    started again on the same socket: the backup reconnects and succeeds,
 #    bit-exact;
-#    killed and not restarted: [4] (test-bad-input.sh covers the rest).
+#    killed and not restarted: [4] (test-bad-input.sh covers the rest);
+#  - a restore into a full file system: [14], nothing left behind.
 # Every mount is made inside $T and undone at exit.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-img python3 sha256sum sqlite3
@@ -80,6 +81,15 @@ if mount -t tmpfs -o size=4m tmpfs "$T/small" 2>"$T/mount.err"; then
   pullback gc --repo "$SREPO" --json >"$T/gc.json"
   note "gc after the failed backup freed $(json_get "$T/gc.json" .bytes_freed) bytes"
   check_restore "$SREPO" latest tiny vda "$T/tiny.raw"
+  # A restore of 16 MiB of random data into what is left: the workers'
+  # writes fail; exit 14, and neither the target nor a temporary image
+  # stays behind.
+  expect_fail 14 pullback restore --repo "$REPO" --point "$P1" --vm vm1 --disk vda \
+    --to "$T/small/big.raw" --json
+  expect_json_error 14
+  [ -z "$(find "$T/small" -maxdepth 1 -name 'big.raw*' | head -n 1)" ] ||
+    fail "a failed restore left $(find "$T/small" -maxdepth 1 -name 'big.raw*')"
+  note "restore into a full file system: $(head -n 1 "$LAST_ERR")"
   qemu-img create -q -f raw "$T/small-next.raw" $((1 * M))   # all zero: fits
   start_nbdkit next file "$T/small-next.raw"
   pullback backup --repo "$SREPO" --vm tiny --disk "vda=$(nbd_uri next)" --quiet
