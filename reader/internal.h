@@ -154,8 +154,9 @@ bool chunk_pipe_idle (struct chunk_pipe *p);
  * be submitted in any order, and are consumed in the order they were got
  * (a held slot holds up those after it). */
 struct pipe_slot *chunk_pipe_get (struct chunk_pipe *p);
-/* The newest slot handed out, if it was submitted done (not as work) and
- * is not consumed yet: the caller may still add to it.  Else NULL. */
+/* The newest slot handed out, if it is done (no worker touches it any
+ * more) and not consumed yet: the caller may still add to it (its kind
+ * says whether that makes sense).  Else NULL. */
 struct pipe_slot *chunk_pipe_last_done (struct chunk_pipe *p);
 /* WORK: a worker does S->op; else S is done already. */
 void chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool work);

@@ -808,20 +808,16 @@ reader_pread_start (struct reader_conn *c, void *buf, size_t len,
 /* Run the handle until A's reads are answered (or, A NULL, until none is
  * in flight at all).  A dead handle has retired its commands (with an
  * error each), so this ends. */
-static int
+static void
 run_until (struct reader_conn *c, struct reader_aio *a)
 {
-  int r = 0;
-
   while (reap (c), a ? a->pending > 0 : nbd_aio_in_flight (c->nbd) > 0)
     if (nbd_poll (c->nbd, -1) == -1) {
-      if (a)
-        a->err = a->err ? a->err : nbd_get_errno () ? nbd_get_errno () : EIO;
-      r = -1;
+      if (a && a->err == 0)
+        a->err = nbd_get_errno () ? nbd_get_errno () : EIO;
       break;
     }
   reap (c);
-  return r;
 }
 
 int

@@ -51,7 +51,6 @@ struct chunk_pipe {
   pthread_cond_t done;          /* a slot is done */
   struct pipe_slot *slots;
   enum slot_state *state;
-  bool *worked;                 /* submitted as work (not done at once) */
   size_t nslots;
   uint64_t head, next, tail;
   pthread_t *threads;
@@ -108,9 +107,8 @@ work_slot (struct chunk_pipe *p, struct pipe_slot *s)
 
   s->is_new = r == 1;
   s->failed = r == -1;
-  if (s->failed) {
+  if (s->failed)
     pb_save_error (&s->error);
-  }
 }
 
 /* Take the next queued slot, in order; NULL when told to stop. */
@@ -162,10 +160,8 @@ alloc_slots (struct chunk_pipe *p, size_t slot_size)
 
   p->slots = calloc (p->nslots, sizeof *p->slots);
   p->state = calloc (p->nslots, sizeof *p->state);
-  p->worked = calloc (p->nslots, sizeof *p->worked);
   p->threads = calloc (p->nthreads, sizeof *p->threads);
-  if (p->slots == NULL || p->state == NULL || p->worked == NULL ||
-      p->threads == NULL)
+  if (p->slots == NULL || p->state == NULL || p->threads == NULL)
     return -1;
   for (i = 0; i < p->nslots; i++)
     if ((p->slots[i].buf = malloc (slot_size)) == NULL)
@@ -232,7 +228,6 @@ chunk_pipe_free (struct chunk_pipe *p)
     free (p->slots[i].buf);
   free (p->slots);
   free (p->state);
-  free (p->worked);
   free (p->threads);
   pthread_cond_destroy (&p->done);
   pthread_cond_destroy (&p->work);
@@ -339,7 +334,7 @@ chunk_pipe_last_done (struct chunk_pipe *p)
     return NULL;
   s = &p->slots[(p->tail - 1) % p->nslots];
   pthread_mutex_lock (&p->lock);
-  done = p->state[s - p->slots] == SLOT_DONE && !p->worked[s - p->slots];
+  done = p->state[s - p->slots] == SLOT_DONE;
   pthread_mutex_unlock (&p->lock);
   return done ? s : NULL;
 }
@@ -351,7 +346,6 @@ chunk_pipe_submit (struct chunk_pipe *p, struct pipe_slot *s, bool work)
 
   pthread_mutex_lock (&p->lock);
   p->state[i] = work ? SLOT_QUEUED : SLOT_DONE;
-  p->worked[i] = work;
   /* Workers wait for work, or behind this slot if it was held where they
    * are (then all of them: queued slots may follow it). */
   if (i == p->next % p->nslots)

@@ -262,19 +262,13 @@ kick_writeback (struct restore *rs, uint64_t end)
   rs->kicked = end;
 }
 
+/* qcow2 targets (raw ones are written by the workers). */
 static int
 write_data (struct restore *rs, const void *buf, uint64_t off, size_t len)
 {
   if (flush_zero (rs) == -1)
     return -1;
-  if (rs->qcow2)
-    return reader_pwrite_async (rs->conn, buf, len, off);
-  if (full_pwrite (rs->fd, buf, len, off) == -1) {
-    set_error (PB_E_IO, errno, "write %s", rs->tmp ? rs->tmp : rs->o->target);
-    return -1;
-  }
-  kick_writeback (rs, off + len);
-  return 0;
+  return reader_pwrite_async (rs->conn, buf, len, off);
 }
 
 /* A worker wrote the data below END already: only what comes in order. */

@@ -18,7 +18,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -162,13 +161,10 @@ sync_some (void *arg)
   struct sync_job *j = arg;
   size_t i;
 
-  for (i = j->first; i < j->n; i += j->step) {
-    int fd = open (j->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    j->err[i] = fd == -1 || fsync (fd) == -1 ? (errno ? errno : EIO) : 0;
-    if (fd != -1)
-      close (fd);
-  }
+  /* fsync_dir records its error for this thread: keep just the errno. */
+  for (i = j->first; i < j->n; i += j->step)
+    j->err[i] = fsync_dir (j->dirs[i]) == 0 ? 0
+              : pb_get_errno () ? pb_get_errno () : EIO;
   return NULL;
 }
 

@@ -418,30 +418,13 @@ check_id (struct store *s, const store_id *id, const void *buf, size_t len)
   return -1;
 }
 
-int
-store_get_chunk (struct store *s, const store_id *id,
-                 void *buf, size_t cap, size_t *len)
-{
-  CLEANUP_FREE void *obj = NULL;
-  char what[WHAT_SIZE], key[CHUNK_KEY_SIZE];
-  size_t objlen;
-
-  if (load_chunk (s, id, &obj, &objlen) == -1)
-    return -1;
-  chunk_what (id, what);
-  chunk_key (id, key);
-  if (chunk_decode (s->codec, CHUNK_TYPE_CHUNK, key, obj, objlen,
-                    STORE_MAX_CHUNK_SIZE, buf, cap, len, what) == -1)
-    return -1;
-  return check_id (s, id, buf, *len);
-}
-
-/* The content hashes to its id: proof enough, without the checksum.  On
+/* Chunk ID into BUF.  TRUST_ID: a content that hashes to ID is taken
+ * without computing the checksum too (the id is the stronger proof); on
  * any failure the object is checked again the full way, so that the error
- * is the one store_get_chunk gives (checksum mismatch, zstd, id). */
-int
-store_load_chunk (struct store *s, const store_id *id,
-                  void *buf, size_t cap, size_t *len)
+ * is the one the full check gives (checksum mismatch, zstd, id). */
+static int
+get_chunk (struct store *s, const store_id *id, void *buf, size_t cap,
+           size_t *len, bool trust_id)
 {
   CLEANUP_FREE void *obj = NULL;
   char what[WHAT_SIZE], key[CHUNK_KEY_SIZE];
@@ -452,7 +435,8 @@ store_load_chunk (struct store *s, const store_id *id,
     return -1;
   chunk_what (id, what);
   chunk_key (id, key);
-  if (chunk_decode_unsummed (s->codec, CHUNK_TYPE_CHUNK, key, obj, objlen,
+  if (trust_id &&
+      chunk_decode_unsummed (s->codec, CHUNK_TYPE_CHUNK, key, obj, objlen,
                              STORE_MAX_CHUNK_SIZE, buf, cap, len, what) == 0) {
     store_id_of (s, buf, *len, &got);
     if (memcmp (got.b, id->b, STORE_ID_LEN) == 0)
@@ -462,6 +446,20 @@ store_load_chunk (struct store *s, const store_id *id,
                     STORE_MAX_CHUNK_SIZE, buf, cap, len, what) == -1)
     return -1;
   return check_id (s, id, buf, *len);
+}
+
+int
+store_get_chunk (struct store *s, const store_id *id,
+                 void *buf, size_t cap, size_t *len)
+{
+  return get_chunk (s, id, buf, cap, len, false);
+}
+
+int
+store_load_chunk (struct store *s, const store_id *id,
+                  void *buf, size_t cap, size_t *len)
+{
+  return get_chunk (s, id, buf, cap, len, true);
 }
 
 int
