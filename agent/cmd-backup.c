@@ -33,6 +33,8 @@ struct backup_args {
   unsigned threads;           /* 0: the library's default */
   const char *requests_arg;   /* --requests N */
   unsigned requests;          /* 0: the library's default */
+  const char *connections_arg;  /* --connections N */
+  unsigned connections;       /* 0: the library's default */
 };
 
 /* Transient NBD failures are retried this often unless --retries says
@@ -131,6 +133,10 @@ backup_option (void *ctx, int opt, const char *arg)
   case OPT_REQUESTS:
     return option_once (&a->requests_arg, "--requests", arg) == -1 ? -1 :
       parse_count ("--requests", arg, PULLBACK_MAX_REQUESTS, &a->requests);
+  case OPT_CONNECTIONS:
+    return option_once (&a->connections_arg, "--connections", arg) == -1 ? -1 :
+      parse_count ("--connections", arg, PULLBACK_MAX_CONNECTIONS,
+                   &a->connections);
   }
   return unhandled_option (opt);
 }
@@ -213,6 +219,7 @@ json_backup_disk (const struct pullback_disk_result *d)
   json_set_u64 (o, "chunks_kept", d->chunks_kept);
   json_set_u64 (o, "chunks_new", d->chunks_new);
   json_set_u64 (o, "retries", d->retries);
+  json_set_u64 (o, "connections", d->connections);
   json_set_u64 (o, "chunks_repaired", d->chunks_repaired);
   json_set_u64 (o, "bitmap_mismatches", d->bitmap_mismatches);
   json_object_object_add (o, "digest", json_hex (d->digest, sizeof d->digest));
@@ -299,6 +306,7 @@ take_backup (const struct cli *c, const struct backup_args *a,
     .on_retry = on_retry,
     .threads = a->threads,
     .requests = a->requests,
+    .connections = a->connections,
   };
   int ret;
 
@@ -369,6 +377,7 @@ static const struct option backup_options[] = {
   { "retries", required_argument, NULL, OPT_RETRIES },
   { "threads", required_argument, NULL, OPT_THREADS },
   { "requests", required_argument, NULL, OPT_REQUESTS },
+  { "connections", required_argument, NULL, OPT_CONNECTIONS },
   OPTION_END
 };
 
@@ -381,6 +390,7 @@ const struct command cmd_backup = {
   "                [--fallback-full] [--tls off|require]\n"
   "                [--tls-certs DIR | --tls-psk FILE [--tls-username U]]\n"
   "                [--retries N] [--threads N] [--requests N]\n"
+  "                [--connections N]\n"
   "                [--key-file FILE] [--json]\n"
   "                [--quiet]",
   .help =
@@ -416,6 +426,9 @@ const struct command cmd_backup = {
   "  --requests N          chunks read ahead over NBD, their reads in flight\n"
   "                        while earlier chunks are stored (1 to 64;\n"
   "                        default 8)\n"
+  "  --connections N       NBD connections per disk when the export allows\n"
+  "                        several (multi-conn); the reads are spread over\n"
+  "                        them (1 to 16; default 4)\n"
   "  --json                print the result as one JSON object\n"
   "  --quiet               no progress line, no text on success\n"
   "  --help                show this help\n"

@@ -47,6 +47,10 @@
  * size.  Against a local qemu-nbd, 1 to 32 measured within noise of each
  * other (the CPU is the limit); 8 hides a remote server's latency. */
 #define REQUESTS_DEFAULT 8
+/* Connections to a multi-conn export unless told: nbdcopy's default. */
+#define CONNECTIONS_DEFAULT 4
+_Static_assert (PULLBACK_MAX_CONNECTIONS <= READER_MAX_CONNECTIONS,
+                "more connections allowed than reader/ can open");
 /* Zero runs at least this long (16 MiB at the default chunk size) skip
  * the pipeline, whose bubble they then cost (it is drained first). */
 #define ZERO_RUN_MIN 64
@@ -62,6 +66,7 @@ struct backup {
   struct pullback_backup_result *res;
   unsigned threads;                     /* chunk pipeline workers */
   unsigned requests;                    /* reads in flight at most */
+  unsigned connections;                 /* per multi-conn export */
   int64_t started;
   double t0;
 };
@@ -215,6 +220,7 @@ connect_all (struct backup *b)
       pb_prefix_error ("disk '%s'", d->name);
       return -1;
     }
+    reader_add_connections (b->conns[i], b->connections);
   }
   return 0;
 }
@@ -717,6 +723,7 @@ backup_disk (struct backup *b, size_t i)
   /* First the reads that would fill slots, then the slots (whose
    * workers read our buffers). */
   reader_aio_drain (b->conns[i]);
+  dw.dr->connections = reader_connections (b->conns[i]);
   chunk_pipe_free (dw.pipe);
   free (dw.reads);
   free (dw.pins);
@@ -914,6 +921,8 @@ alloc_backup (struct backup *b)
   b->threads = b->o->threads ? b->o->threads : pb_online_cpus ();
   b->requests = MIN (b->o->requests ? b->o->requests : REQUESTS_DEFAULT,
                      PULLBACK_MAX_REQUESTS);
+  b->connections = MIN (b->o->connections ? b->o->connections
+                        : CONNECTIONS_DEFAULT, PULLBACK_MAX_CONNECTIONS);
   if (b->res)
     b->res->disks = calloc (n, sizeof *b->res->disks);
   if (!b->res || !b->conns || !b->disks || !b->res->disks) {

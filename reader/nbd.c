@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,10 @@
 /* Seconds to wait for a server's greeting: a server serving one client at
  * a time (qemu-nbd's default) queues a second one without a word. */
 #define CONNECT_TIMEOUT 30
+/* The same for the extra connections of a multi-conn export: the first
+ * connection has shown that the server answers, so a server that keeps
+ * a second one waiting has no room for it; go on without it. */
+#define EXTRA_CONNECT_TIMEOUT 5
 /* Longest list of offered contexts kept for messages. */
 #define MAX_OFFERED 2048
 #define BITMAP_PREFIX "qemu:dirty-bitmap:"
@@ -62,7 +67,20 @@ struct reader_conn {
   bool has_alloc;
   int write_errno;     /* first failed asynchronous write, 0 if none */
   uint64_t write_off;  /* ... and its offset */
+  /* Multi-conn: more handles to the same export, for asynchronous reads
+   * only (block status, synchronous reads and writes use NBD). */
+  struct nbd_handle *extra[READER_MAX_CONNECTIONS - 1];
+  unsigned nextra;
+  unsigned want;       /* connections asked for (reader_add_connections) */
+  unsigned next;       /* the handle for the next asynchronous read */
 };
+
+/* Handle I: 0 is the first connection, then the extra ones. */
+static struct nbd_handle *
+handle_at (struct reader_conn *c, unsigned i)
+{
+  return i == 0 ? c->nbd : c->extra[i - 1];
+}
 
 /* libnbd's last message without its trailing ": strerror (errno)", which
  * set_error appends again. */
@@ -104,20 +122,35 @@ conn_error (struct reader_conn *c, int errclass, const char *what)
              what, c->name, nbd_message (buf, sizeof buf));
 }
 
+/* End politely; nbd_close then waits for a socket-activated qemu-nbd
+ * to exit, so the image is closed and unlocked when we return. */
+static void
+close_handle (struct nbd_handle *h)
+{
+  if (h == NULL)
+    return;
+  if (nbd_aio_is_negotiating (h))
+    nbd_opt_abort (h);
+  else if (nbd_aio_is_ready (h))
+    nbd_shutdown (h, 0);
+  nbd_close (h);
+}
+
+static void
+close_extra (struct reader_conn *c)
+{
+  while (c->nextra > 0)
+    close_handle (c->extra[--c->nextra]);
+  c->next = 0;
+}
+
 void
 reader_close (struct reader_conn *c)
 {
   if (c == NULL)
     return;
-  if (c->nbd != NULL) {
-    /* End politely; nbd_close then waits for a socket-activated qemu-nbd
-     * to exit, so the image is closed and unlocked when we return. */
-    if (nbd_aio_is_negotiating (c->nbd))
-      nbd_opt_abort (c->nbd);
-    else if (nbd_aio_is_ready (c->nbd))
-      nbd_shutdown (c->nbd, 0);
-    nbd_close (c->nbd);
-  }
+  close_extra (c);
+  close_handle (c->nbd);
   free (c->uri);
   free (c->name);
   free (c->bitmap_ctx);
@@ -289,17 +322,16 @@ query_export (struct reader_conn *c)
  * option phase, within CONNECT_TIMEOUT.  Failures: PB_E_NBD; a URI that
  * libnbd rejected before any I/O (handle still "created"): PB_E_USAGE. */
 static int
-wait_connected (struct reader_conn *c, int started)
+wait_connected (struct reader_conn *c, int started, int timeout)
 {
-  double deadline = now_mono () + CONNECT_TIMEOUT;
+  double deadline = now_mono () + timeout;
   double left;
 
   while (started != -1 && nbd_aio_is_connecting (c->nbd)) {
     left = deadline - now_mono ();
     if (left <= 0) {
       set_error (PB_E_NBD, ETIMEDOUT, "no answer from %s in %d s (does it "
-                 "serve only one client and have one?)", c->name,
-                 CONNECT_TIMEOUT);
+                 "serve only one client and have one?)", c->name, timeout);
       return -1;
     }
     started = nbd_poll (c->nbd, (int) (left * 1000) + 1);
@@ -383,9 +415,9 @@ reader_connect (const char *uri, const char *bitmap)
   return reader_connect_tls (uri, bitmap, NULL);
 }
 
-struct reader_conn *
-reader_connect_tls (const char *uri, const char *bitmap,
-                    const struct pullback_tls *tls)
+static struct reader_conn *
+connect_export (const char *uri, const char *bitmap,
+                const struct pullback_tls *tls, int timeout)
 {
   struct reader_conn *c;
 
@@ -396,7 +428,7 @@ reader_connect_tls (const char *uri, const char *bitmap,
   c = conn_new ("export", uri);
   if (c == NULL || set_bitmap (c, bitmap) == -1 || apply_tls (c, uri, tls) == -1)
     goto fail;
-  if (wait_connected (c, nbd_aio_connect_uri (c->nbd, uri)) == -1
+  if (wait_connected (c, nbd_aio_connect_uri (c->nbd, uri), timeout) == -1
       || negotiate (c) == -1 || query_export (c) == -1)
     goto fail;
   c->tls = tls;
@@ -409,6 +441,57 @@ reader_connect_tls (const char *uri, const char *bitmap,
  fail:
   reader_close (c);
   return NULL;
+}
+
+struct reader_conn *
+reader_connect_tls (const char *uri, const char *bitmap,
+                    const struct pullback_tls *tls)
+{
+  return connect_export (uri, bitmap, tls, CONNECT_TIMEOUT);
+}
+
+/* One more handle to C's export, if it is the same export. */
+static struct nbd_handle *
+connect_extra (struct reader_conn *c)
+{
+  struct reader_conn *n = connect_export (c->uri, NULL, c->tls,
+                                          EXTRA_CONNECT_TIMEOUT);
+  struct nbd_handle *h = NULL;
+
+  if (n != NULL && n->size == c->size) {
+    h = n->nbd;
+    n->nbd = NULL;
+  }
+  reader_close (n);
+  return h;
+}
+
+/* Open extra handles until C has as many as it wants.  A connection the
+ * server refuses (or leaves waiting) ends the attempt: the server has no
+ * room for more, and the reads go over the handles there are. */
+static void
+open_extra (struct reader_conn *c)
+{
+  struct nbd_handle *h;
+
+  if (c->uri == NULL || nbd_can_multi_conn (c->nbd) != 1)
+    return;
+  while (1 + c->nextra < c->want && (h = connect_extra (c)) != NULL)
+    c->extra[c->nextra++] = h;
+}
+
+unsigned
+reader_add_connections (struct reader_conn *c, unsigned n)
+{
+  c->want = MIN (MAX (n, 1), READER_MAX_CONNECTIONS);
+  open_extra (c);
+  return 1 + c->nextra;
+}
+
+unsigned
+reader_connections (struct reader_conn *c)
+{
+  return 1 + c->nextra;
 }
 
 /* Errors a retry may cure: the server failed a request (EIO, ENOMEM, a
@@ -436,7 +519,12 @@ reader_error_transient (void)
 bool
 reader_is_dead (struct reader_conn *c)
 {
-  return !nbd_aio_is_ready (c->nbd) || pb_get_errno () == ESHUTDOWN;
+  unsigned i;
+
+  for (i = 0; i <= c->nextra; i++)
+    if (!nbd_aio_is_ready (handle_at (c, i)))
+      return true;
+  return pb_get_errno () == ESHUTDOWN;
 }
 
 /* Let go of the old connection before making the new one: a server that
@@ -454,9 +542,8 @@ retire_handle (struct reader_conn *c)
   /* Reads still in flight write into their callers' buffers: not after
    * this handle is gone. */
   reader_aio_drain (c);
-  if (nbd_aio_is_ready (c->nbd))
-    nbd_shutdown (c->nbd, 0);
-  nbd_close (c->nbd);
+  close_extra (c);
+  close_handle (c->nbd);
   c->nbd = fresh;
 }
 
@@ -498,6 +585,7 @@ reader_reconnect (struct reader_conn *c)
   c->max_request = n->max_request;
   n->nbd = NULL;
   reader_close (n);
+  open_extra (c);
   return 0;
 }
 
@@ -606,7 +694,7 @@ start_qemu_nbd (struct reader_conn *c, const char *path, const char *fmt,
     };
     r = nbd_aio_connect_systemd_socket_activation (c->nbd, (char **) argv);
   }
-  r = wait_connected (c, r);
+  r = wait_connected (c, r, CONNECT_TIMEOUT);
   unlink (errpath);
   if (r == -1)
     start_error (c, path, errfd, writable);
@@ -771,10 +859,73 @@ read_done (void *opaque, int *error)
 static void
 reap (struct reader_conn *c)
 {
+  struct nbd_handle *h;
   int64_t cookie;
+  unsigned i;
 
-  while ((cookie = nbd_aio_peek_command_completed (c->nbd)) > 0)
-    nbd_aio_command_completed (c->nbd, cookie);
+  for (i = 0; i <= c->nextra; i++) {
+    h = handle_at (c, i);
+    while ((cookie = nbd_aio_peek_command_completed (h)) > 0)
+      nbd_aio_command_completed (h, cookie);
+  }
+}
+
+static int64_t
+in_flight (struct reader_conn *c)
+{
+  int64_t n = 0, r;
+  unsigned i;
+
+  for (i = 0; i <= c->nextra; i++)
+    if ((r = nbd_aio_in_flight (handle_at (c, i))) > 0)
+      n += r;
+  return n;
+}
+
+/* poll(2) events for a handle with commands in flight, 0 if none. */
+static short
+poll_events (struct nbd_handle *h)
+{
+  unsigned dir;
+
+  if (nbd_aio_in_flight (h) <= 0)
+    return 0;
+  dir = nbd_aio_get_direction (h);
+  return (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0)
+         | (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+}
+
+/* Run every handle of C with commands in flight, as nbd_poll does for
+ * one: wait up to TIMEOUT ms, then let each handle whose socket is ready
+ * make progress.  -1 (errno set) if nothing could be waited for.  A
+ * handle that fails here dies, failing its commands, which callers see
+ * in their reads' errors. */
+static int
+poll_handles (struct reader_conn *c, int timeout)
+{
+  struct pollfd fds[READER_MAX_CONNECTIONS];
+  struct nbd_handle *hs[READER_MAX_CONNECTIONS];
+  unsigned i, n = 0;
+
+  for (i = 0; i <= c->nextra; i++) {
+    hs[n] = handle_at (c, i);
+    fds[n] = (struct pollfd) { .fd = nbd_aio_get_fd (hs[n]),
+                               .events = poll_events (hs[n]) };
+    if (fds[n].events != 0 && fds[n].fd >= 0)
+      n++;
+  }
+  if (n == 0) {
+    errno = ENOTCONN;
+    return -1;
+  }
+  if (poll (fds, n, timeout) == -1)
+    return errno == EINTR ? 0 : -1;
+  for (i = 0; i < n; i++)
+    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))
+      nbd_aio_notify_read (hs[i]);
+    else if (fds[i].revents & POLLOUT)
+      nbd_aio_notify_write (hs[i]);
+  return 0;
 }
 
 void
@@ -782,6 +933,7 @@ reader_pread_start (struct reader_conn *c, void *buf, size_t len,
                     uint64_t off, struct reader_aio *a)
 {
   size_t n, max = MIN (c->max_request, READ_REQUEST);
+  struct nbd_handle *h = handle_at (c, c->next);
   char *p = buf;
 
   a->pending = 0;
@@ -791,10 +943,13 @@ reader_pread_start (struct reader_conn *c, void *buf, size_t len,
     a->err = EINVAL;
     return;
   }
+  /* Round robin, a chunk at a time: chunks are finished in order, so
+   * each handle has about the same share of the reads ahead. */
+  c->next = (c->next + 1) % (1 + c->nextra);
   for (; len > 0; p += n, off += n, len -= n) {
     n = MIN (len, max);
     a->pending++;               /* before: the reply may come at once */
-    if (nbd_aio_pread (c->nbd, p, n, off,
+    if (nbd_aio_pread (h, p, n, off,
                        (nbd_completion_callback) { .callback = read_done,
                                                    .user_data = a }, 0)
         == -1) {
@@ -811,10 +966,10 @@ reader_pread_start (struct reader_conn *c, void *buf, size_t len,
 static void
 run_until (struct reader_conn *c, struct reader_aio *a)
 {
-  while (reap (c), a ? a->pending > 0 : nbd_aio_in_flight (c->nbd) > 0)
-    if (nbd_poll (c->nbd, -1) == -1) {
+  while (reap (c), a ? a->pending > 0 : in_flight (c) > 0)
+    if (poll_handles (c, -1) == -1) {
       if (a && a->err == 0)
-        a->err = nbd_get_errno () ? nbd_get_errno () : EIO;
+        a->err = errno ? errno : EIO;
       break;
     }
   reap (c);
@@ -834,8 +989,8 @@ reader_aio_wait (struct reader_conn *c, struct reader_aio *a)
 void
 reader_aio_progress (struct reader_conn *c)
 {
-  if (nbd_aio_in_flight (c->nbd) > 0)
-    nbd_poll (c->nbd, 0);     /* a failure shows in the reads' errors */
+  if (in_flight (c) > 0)
+    poll_handles (c, 0);      /* a failure shows in the reads' errors */
   reap (c);
 }
 

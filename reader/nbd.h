@@ -16,6 +16,8 @@
 
 /* The largest export accepted (64 PiB). */
 #define READER_MAX_DISK_SIZE (UINT64_C (1) << 56)
+/* Connections to one export at most (multi-conn). */
+#define READER_MAX_CONNECTIONS 16
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,6 +65,20 @@ bool reader_error_transient (void);
 bool reader_is_dead (struct reader_conn *c);
 int reader_reconnect (struct reader_conn *c);
 
+/* ---- Multi-conn ----
+ * reader_add_connections: if the export advertises multi-conn (it may be
+ * read through several connections at once and they see the same data),
+ * open more connections to it until C has N (1 to READER_MAX_CONNECTIONS)
+ * and spread reader_pread_start's reads over them, a chunk each in turn.
+ * A connection that fails (the server has no room for more clients, or
+ * leaves it waiting 5 s) ends the attempt without an error: C goes on
+ * with those it has, which the return value (and reader_connections)
+ * counts.  Other calls use the first connection only.  reader_reconnect
+ * makes all of them again; reader_is_dead reports any one dead.  Exports
+ * only (an image opened by reader_open_image keeps one). */
+unsigned reader_add_connections (struct reader_conn *c, unsigned n);
+unsigned reader_connections (struct reader_conn *c);
+
 /* 0 if no process holds a lock on PATH (QEMU takes OFD byte-range locks on
  * the images it has open); -1 with PB_E_TARGET naming the file if one
  * does, or with PB_E_IO if PATH cannot be opened.  Absent PATH: 0. */
@@ -92,7 +108,7 @@ int reader_wait_writes (struct reader_conn *c);
  * handle runs: in any call on C, reader_aio_progress (without blocking)
  * or reader_aio_wait (until A's are answered; 0, or -1 with PB_E_NBD and
  * the errno, so reader_error_transient applies).  reader_aio_drain waits
- * for every read in flight on C (also done before a reconnection); call
+ * for every read in flight on C (on all its connections) (also done before a reconnection); call
  * it before freeing buffers that reads may still fill.  (A->pending
  * reaches 0 also when the connection dies: libnbd fails every command.) */
 struct reader_aio {

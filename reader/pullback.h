@@ -78,6 +78,7 @@ typedef void (*pullback_retry_fn) (void *opaque, const char *disk,
                                    unsigned delay_ms, const char *error);
 
 #define PULLBACK_MAX_REQUESTS 64
+#define PULLBACK_MAX_CONNECTIONS 16
 
 struct pullback_backup_opts {
   const char *vm;
@@ -104,6 +105,11 @@ struct pullback_backup_opts {
    * flight while earlier chunks are hashed and stored (0: 8; at most
    * PULLBACK_MAX_REQUESTS).  Memory: one chunk buffer each. */
   unsigned requests;
+  /* NBD connections per disk when its export advertises multi-conn
+   * (several clients see the same data): the reads ahead are spread over
+   * them (0: 4; at most PULLBACK_MAX_CONNECTIONS).  Other exports get
+   * one; so does any export that refuses a further connection. */
+  unsigned connections;
   pullback_retry_fn on_retry;       /* NULL: retry silently */
   void *retry_opaque;
 };
@@ -115,6 +121,7 @@ struct pullback_disk_result {
   uint64_t bytes_new;         /* bytes added to the store (after compression) */
   uint64_t chunks_total, chunks_read, chunks_zero, chunks_kept, chunks_new;
   uint64_t retries;           /* transient NBD failures retried */
+  unsigned connections;       /* NBD connections it was read through */
   /* Unchanged since the parent but missing from the store, so read again
    * (counted in chunks_read): same content (the store healed), or other
    * content (the dirty bitmap missed a write). */

@@ -10,6 +10,7 @@ TESTS += \
 	tests/test-bad-input.sh \
 	tests/test-faults.sh \
 	tests/test-inflight.sh \
+	tests/test-multiconn.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
@@ -34,6 +35,7 @@ EXTRA_DIST += \
 	tests/test-bad-input.sh \
 	tests/test-faults.sh \
 	tests/test-inflight.sh \
+	tests/test-multiconn.sh \
 	tests/test-corruption.sh \
 	tests/test-no-allocation.sh \
 	tests/test-demo.sh \
