@@ -423,6 +423,16 @@ EOF
 # randfile PATH SIZE: SIZE bytes of fresh random data (for qemu-io write -s).
 randfile() { head -c "$2" /dev/urandom >"$1"; }
 
+# mixed_image PATH: 24 MiB (MIXED_SIZE) of 12 MiB random data, 4 MiB of
+# zeros and two copies of the first 4 MiB (chunks that dedup).
+MIXED_SIZE=$((24 * 1024 * 1024))
+mixed_image() {
+  randfile "$1.r" $((12 * M))
+  { cat "$1.r"; head -c $((4 * M)) /dev/zero; head -c $((4 * M)) "$1.r"; head -c $((4 * M)) "$1.r"; } >"$1"
+  rm -f "$1.r"
+  [ "$(stat -c %s "$1")" = "$MIXED_SIZE" ] || fail "$1 is not $MIXED_SIZE bytes"
+}
+
 # ---------------------------------------------------------------- repository
 # check_counts BACKUP_JSON: the chunk counts of every disk add up
 # (docs/CLI.md): each chunk is read, zero (not read or stored) or kept, and

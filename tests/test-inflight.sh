@@ -20,12 +20,10 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdkit python3
 
-IMG=$T/disk.raw REPO=$T/repo CS=$((256 * 1024)) SIZE=$((24 * M))
+IMG=$T/disk.raw REPO=$T/repo CS=$((256 * 1024)) SIZE=$MIXED_SIZE
 
 step "image: 24 MiB of random data, zeros and repeated blocks"
-randfile "$T/r" $((12 * M))
-{ cat "$T/r"; head -c $((4 * M)) /dev/zero; head -c $((4 * M)) "$T/r"; head -c $((4 * M)) "$T/r"; } >"$IMG"
-[ "$(stat -c %s "$IMG")" = "$SIZE" ] || fail "image is not $SIZE bytes"
+mixed_image "$IMG"
 pullback init --repo "$REPO"
 
 # slow_server NAME LOG: the image, each read delayed by (chunk index * 7) mod 4 * 10 ms

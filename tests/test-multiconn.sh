@@ -25,12 +25,10 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdkit python3
 
-IMG=$T/disk.raw REPO=$T/repo CS=$((256 * 1024)) SIZE=$((24 * M))
+IMG=$T/disk.raw REPO=$T/repo CS=$((256 * 1024)) SIZE=$MIXED_SIZE
 
 step "image: 24 MiB of random data, zeros and repeated blocks"
-randfile "$T/r" $((12 * M))
-{ cat "$T/r"; head -c $((4 * M)) /dev/zero; head -c $((4 * M)) "$T/r"; head -c $((4 * M)) "$T/r"; } >"$IMG"
-[ "$(stat -c %s "$IMG")" = "$SIZE" ] || fail "image is not $SIZE bytes"
+mixed_image "$IMG"
 pullback init --repo "$REPO"
 
 # mc_server NAME LOG MULTI_CONN [--filter=F...] [F_PARAM=V...]: the image,
