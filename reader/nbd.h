@@ -108,9 +108,10 @@ int reader_wait_writes (struct reader_conn *c);
  * handle runs: in any call on C, reader_aio_progress (without blocking)
  * or reader_aio_wait (until A's are answered; 0, or -1 with PB_E_NBD and
  * the errno, so reader_error_transient applies).  reader_aio_drain waits
- * for every read in flight on C (on all its connections) (also done before a reconnection); call
- * it before freeing buffers that reads may still fill.  (A->pending
- * reaches 0 also when the connection dies: libnbd fails every command.) */
+ * for every read in flight on C, on all its connections (also done
+ * before a reconnection); call it before freeing buffers that reads may
+ * still fill.  (A->pending reaches 0 also when the connection dies:
+ * libnbd fails every command.) */
 struct reader_aio {
   unsigned pending;
   int err;
