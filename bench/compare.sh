@@ -419,7 +419,7 @@ failed() { grep -qx "$1" "$W/failed" 2>/dev/null; }
 # med KEY [COLUMN(1 wall, 2 rss)]: the median over runs; empty if none or failed
 med() {
   [ -s "$W/$1.m" ] && ! failed "$1" || return 0
-  awk -v c="${2:-1}" '{print $c}' "$W/$1.m" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
+  awk -v c="${2:-1}" '{print $c}' "$W/$1.m" | median
 }
 maxof() { [ -s "$W/$1.m" ] && awk -v c="${2:-1}" '$c > m {m = $c} END {print m}' "$W/$1.m"; }
 mib() { [ -n "$1" ] && awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }

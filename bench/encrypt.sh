@@ -24,8 +24,6 @@ trap cleanup EXIT
 mkdir -p "$W"; cd "$W"
 source "$TOP/bench/lib.sh"
 
-median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-
 fill_image
 DATA=$(data_bytes)
 qemu-nbd -r -f qcow2 --persistent --socket="$W/nbd.sock" --fork --pid-file="$W/nbd.pid" disk.qcow2

@@ -4,6 +4,9 @@
 # directory) set by the caller.
 
 secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {print b - a}'; }
+# median: the median of the numbers on stdin, one a line (the lower of the
+# two middle ones for an even count).
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 mbps() { awk -v n="$1" -v t="$2" 'BEGIN {printf "%d", n / 1048576 / t}'; }
 json() { # FILE dotted.path (list indices as numbers)
   python3 -c 'import json, sys

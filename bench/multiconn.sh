@@ -3,6 +3,8 @@
 # (--connections) buy a full backup, against two kinds of server.
 #
 # Usage: bench/multiconn.sh [SIZE_GIB=2] [RUNS=3] [CONNS="1 2 4"] [WORKDIR]
+#   WORKDIR (default: a new directory in /var/tmp) is removed at exit, as
+#   in the other bench scripts, so it must not exist or be empty
 #   env RDELAY (default 2ms): the per-read delay of the second server
 # Run as root (settle drops the page cache) from a built tree (./pullback
 # must exist) on a quiet machine.  Not part of `make check`.
@@ -25,6 +27,9 @@ GIB=${1:-2}
 RUNS=${2:-3}
 CONNS=${3:-"1 2 4"}
 W=${4:-$(mktemp -d /var/tmp/pullback-mc.XXXXXX)}
+if [ -n "${4:-}" ] && [ -n "$(ls -A "$W" 2>/dev/null)" ]; then
+  echo "$0: $W is not empty (it would be removed at exit)" >&2; exit 2
+fi
 RDELAY=${RDELAY:-2ms}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 PB=$TOP/pullback
@@ -69,7 +74,7 @@ echo "| server | --connections | connections used | wall s (median of $RUNS) | M
 echo "|---|---|---|---|---|"
 for server in qemu-nbd nbdkit-delay; do
   for c in $CONNS; do
-    t=$(sort -n "$server-$c.m" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    t=$(awk '{print $1}' "$server-$c.m" | median)
     echo "| $server | $c | $(awk '{print $2}' "$server-$c.m" | sort -u | tr '\n' ' ')| $t | $(mbps "$DATA" "$t") |"
   done
 done

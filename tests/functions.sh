@@ -425,7 +425,7 @@ randfile() { head -c "$2" /dev/urandom >"$1"; }
 
 # mixed_image PATH: 24 MiB (MIXED_SIZE) of 12 MiB random data, 4 MiB of
 # zeros and two copies of the first 4 MiB (chunks that dedup).
-MIXED_SIZE=$((24 * 1024 * 1024))
+MIXED_SIZE=$((24 * M))
 mixed_image() {
   randfile "$1.r" $((12 * M))
   { cat "$1.r"; head -c $((4 * M)) /dev/zero; head -c $((4 * M)) "$1.r"; head -c $((4 * M)) "$1.r"; } >"$1"
